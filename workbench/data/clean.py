@@ -1,0 +1,159 @@
+"""Cleaning: duplicates (exact, normalised, conflicting) and length filters.
+
+Each format has an *input* (what the model sees) and an *output* (what it should produce):
+classification text/label, prompt/completion, instruction+input/output, the chat turns
+before the last assistant message/that message, and for a corpus the text alone.
+
+- exact duplicates: every canonical field identical;
+- normalised duplicates: identical after Unicode NFKC, case folding, punctuation removal
+  and whitespace collapsing, but not exact;
+- conflicting duplicates: the same normalised input with different outputs (a label
+  noise signal: the model is asked to learn two answers to one question).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal
+
+from .load import LoadedDataset
+
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Fold case, width and punctuation so trivially different texts compare equal."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+
+
+def _messages_text(messages) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def input_output(ds: LoadedDataset) -> tuple[list[str], list[str]]:
+    """The input text and output text of each row (output empty for a corpus)."""
+    f = ds.frame
+    if ds.format == "classification":
+        return f["text"].tolist(), [str(x) for x in f["label"].tolist()]
+    if ds.format == "prompt_completion":
+        return f["prompt"].tolist(), f["completion"].tolist()
+    if ds.format == "instruction":
+        return [f"{a}\n{b}" for a, b in zip(f["instruction"], f["input"])], f["output"].tolist()
+    if ds.format == "chat":
+        inputs, outputs = [], []
+        for msgs in f["messages"]:
+            last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+            inputs.append(_messages_text(msgs[:last]))
+            outputs.append(msgs[last]["content"])
+        return inputs, outputs
+    return f["text"].tolist(), [""] * len(f)
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Rows (positions in the dataset) that repeat one another."""
+
+    kind: Literal["exact", "normalized", "conflicting"]
+    rows: tuple[int, ...]
+    preview: str
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    """Duplicate groups; the first row of a group is the one kept when dropping."""
+
+    groups: tuple[DuplicateGroup, ...]
+    rows: int
+
+    def of_kind(self, kind: str) -> list[DuplicateGroup]:
+        return [g for g in self.groups if g.kind == kind]
+
+    def extra_rows(self, kind: str) -> int:
+        """Rows beyond the first of each group of ``kind``."""
+        return sum(len(g.rows) - 1 for g in self.of_kind(kind))
+
+    def rows_to_drop(self, normalized: bool = True, conflicting: bool = False) -> list[int]:
+        """Rows to drop: repeats of exact (and normalised) groups, and every row of a conflict if asked."""
+        drop: set[int] = set()
+        for g in self.groups:
+            if g.kind == "exact" or (normalized and g.kind == "normalized"):
+                drop.update(g.rows[1:])
+            elif conflicting and g.kind == "conflicting":
+                drop.update(g.rows)
+        return sorted(drop)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "exact_duplicate_rows": self.extra_rows("exact"),
+            "normalized_duplicate_rows": self.extra_rows("normalized"),
+            "conflicting_groups": len(self.of_kind("conflicting")),
+            "conflicting_rows": sum(len(g.rows) for g in self.of_kind("conflicting")),
+        }
+
+
+def find_duplicates(ds: LoadedDataset) -> DuplicateReport:
+    """Find exact, normalised and conflicting duplicates.
+
+    A normalised group lists rows that are equal after normalisation but were not all
+    caught as exact duplicates; its first row is the first occurrence in the dataset.
+    """
+    inputs, outputs = input_output(ds)
+    exact: dict[tuple, list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(inputs, outputs)):
+        exact[key].append(i)
+    norm_in = [normalize_text(x) for x in inputs]
+    norm_pair: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_input: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, (ni, out) in enumerate(zip(norm_in, outputs)):
+        no = normalize_text(out)
+        norm_pair[(ni, no)].append(i)
+        by_input[ni][no].append(i)
+    groups: list[DuplicateGroup] = []
+    for rows in exact.values():
+        if len(rows) > 1:
+            groups.append(DuplicateGroup("exact", tuple(rows), inputs[rows[0]][:120]))
+    for rows in norm_pair.values():
+        distinct_exact = {(inputs[r], outputs[r]) for r in rows}
+        if len(rows) > 1 and len(distinct_exact) > 1:
+            groups.append(DuplicateGroup("normalized", tuple(rows), inputs[rows[0]][:120]))
+    if ds.format != "corpus":
+        for ni, outs in by_input.items():
+            if len(outs) > 1 and ni:
+                rows = tuple(sorted(r for rs in outs.values() for r in rs))
+                groups.append(DuplicateGroup("conflicting", rows, inputs[rows[0]][:120]))
+    groups.sort(key=lambda g: (g.kind, g.rows[0]))
+    return DuplicateReport(tuple(groups), len(ds))
+
+
+def drop_duplicates(ds: LoadedDataset, normalized: bool = True, conflicting: bool = False,
+                    report: DuplicateReport | None = None) -> tuple[LoadedDataset, DuplicateReport]:
+    """Drop repeated rows, keeping the first of each group; optionally drop conflicting rows."""
+    report = report or find_duplicates(ds)
+    drop = set(report.rows_to_drop(normalized, conflicting))
+    keep = [i for i in range(len(ds)) if i not in drop]
+    return ds.with_frame(ds.frame.iloc[keep]), report
+
+
+def filter_length(ds: LoadedDataset, min_chars: int = 1, max_chars: int | None = None,
+                  field: Literal["input", "output", "both"] = "both") -> tuple[LoadedDataset, int]:
+    """Keep rows whose input/output lengths in characters lie in ``[min_chars, max_chars]``.
+
+    Returns the filtered dataset and the number of rows removed. Token-based limits live
+    in ``workbench.tokens``.
+    """
+    inputs, outputs = input_output(ds)
+
+    def ok(text: str) -> bool:
+        return len(text) >= min_chars and (max_chars is None or len(text) <= max_chars)
+
+    keep = []
+    for i, (a, b) in enumerate(zip(inputs, outputs)):
+        checks = {"input": [a], "output": [b], "both": [a] + ([b] if ds.format != "corpus" else [])}[field]
+        if all(ok(t) for t in checks):
+            keep.append(i)
+    return ds.with_frame(ds.frame.iloc[keep]), len(ds) - len(keep)

@@ -1,0 +1,439 @@
+"""``load_dataset``: any supported source to one validated, canonical table.
+
+Sources: a file (CSV/TSV, JSON, JSONL, Parquet, text), a folder of such files, a
+``datasets`` ``save_to_disk`` folder, a pandas DataFrame, or a Hugging Face Hub dataset
+name. The result is a ``LoadedDataset``: a DataFrame in the canonical schema of its
+format (see ``formats``), with ``_file`` and ``_line`` columns saying where each record
+came from, and a ``ValidationReport``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from .formats import FORMATS, Detection, canonicalize, detect_format
+from .problems import DatasetError, Problem, display_path
+from .readers import SUFFIXES, RawTable, reader_for
+
+SPLIT_NAMES = ("train", "validation", "valid", "dev", "test", "eval")
+#: Files in a data folder that are documentation, not data.
+_SKIP_IN_FOLDERS = {"readme", "license", "licence", "notice", "citation", "changelog"}
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What loading found.
+
+    Attributes:
+        problems: Every problem, errors and warnings, with file/line/row/field.
+        rows_read: Records parsed from the source (before dropping bad rows).
+        rows_kept: Records in the dataset.
+        notes: Informational lines (which split of a folder was loaded, column mapping).
+    """
+
+    problems: tuple[Problem, ...] = ()
+    rows_read: int = 0
+    rows_kept: int = 0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def counts(self) -> dict[str, int]:
+        """Problem counts by kind."""
+        return dict(Counter(p.kind for p in self.problems))
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset in canonical form.
+
+    Attributes:
+        frame: Canonical columns of ``format``, then metadata columns, then ``_file``/``_line``.
+        format: One of ``FORMATS``.
+        columns: Canonical field to the source column it came from.
+        source: What was loaded, as given.
+        report: Problems and counts from loading.
+    """
+
+    frame: pd.DataFrame
+    format: str
+    columns: dict[str, str]
+    source: str
+    report: ValidationReport = field(default_factory=ValidationReport)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The canonical fields of this dataset's format."""
+        return FORMATS[self.format]
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c not in self.fields and not str(c).startswith("_")]
+
+    def where(self, row: int) -> str:
+        """``file:line`` (or ``row N``) of the record at position ``row``."""
+        f, line = self.frame["_file"].iat[row], self.frame["_line"].iat[row]
+        if isinstance(f, str) and line is not None and not pd.isna(line):
+            return f"{f}:{int(line)}"
+        return f"{f}, row {row}" if isinstance(f, str) else f"row {row}"
+
+    def with_frame(self, frame: pd.DataFrame, **changes) -> "LoadedDataset":
+        """A copy holding ``frame`` (index reset), other attributes kept unless changed."""
+        return replace(self, frame=frame.reset_index(drop=True), **changes)
+
+    def records(self, provenance: bool = False) -> list[dict]:
+        """Rows as dicts with the canonical fields and metadata (and provenance if asked)."""
+        cols = list(self.fields) + self.metadata_columns + (["_file", "_line"] if provenance else [])
+        return self.frame[cols].to_dict("records")
+
+    def row_hashes(self) -> list[str]:
+        """A content hash per row over canonical fields and metadata (not provenance)."""
+        cols = list(self.fields) + self.metadata_columns
+        values = self.frame[cols].values.tolist()
+        return [hashlib.sha1(json.dumps(v, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
+                for v in values]
+
+    def fingerprint(self) -> str:
+        """Content hash of the dataset (rows in order); equal data gives an equal fingerprint."""
+        return fingerprint_hashes(self.row_hashes(), self.format)
+
+    def to_hf(self, provenance: bool = False):
+        """The dataset as a ``datasets.Dataset`` (for ``map``, Trainer)."""
+        import datasets
+
+        return datasets.Dataset.from_list(self.records(provenance))
+
+
+def fingerprint_hashes(hashes: list[str], format: str = "") -> str:
+    h = hashlib.sha256(format.encode())
+    for x in hashes:
+        h.update(x.encode())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _hub_problem(name: str, detail: str = "") -> DatasetError:
+    return DatasetError(Problem(
+        kind="hub_unreachable",
+        message=(f"'{name}' is not a local file or folder, and the Hugging Face Hub cannot be reached"
+                 + (f" ({detail})" if detail else " (HF_HUB_OFFLINE is set)") + "."),
+        fix=(f"On a machine with network, run `datasets.load_dataset('{name}').save_to_disk('{name.split('/')[-1]}')` "
+             "and copy that folder here, then load the folder; or point at a local CSV/JSONL/Parquet file."),
+    ))
+
+
+def _looks_like_path(source: str) -> bool:
+    return (source.startswith((".", "/", "~")) or os.sep in source.strip("/").split("/", 1)[-1]
+            or Path(source).suffix.lower() in SUFFIXES or source.count("/") > 1)
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or \
+        (path / "state.json").exists()
+
+
+def _read_saved(path: Path, split: str | None) -> tuple[list[RawTable], list[str]]:
+    import datasets
+
+    obj = datasets.load_from_disk(str(path))
+    notes = []
+    if isinstance(obj, datasets.DatasetDict):
+        names = list(obj.keys())
+        if split is None:
+            split = "train" if "train" in names else names[0]
+            if len(names) > 1:
+                notes.append(f"loaded split '{split}' of {', '.join(names)}; pass split= for another")
+        if split not in obj:
+            raise DatasetError(Problem(
+                kind="not_found", file=display_path(path),
+                message=f"no split '{split}' in this saved dataset; it has {', '.join(names)}.",
+                fix=f"Pass split= one of {', '.join(names)}.",
+            ))
+        obj = obj[split]
+    frame = pd.DataFrame(obj.to_dict(), dtype=object) if len(obj) else pd.DataFrame(columns=obj.column_names)
+    problems = [] if len(obj) else [Problem(kind="empty_file", file=display_path(path),
+                                            message="the saved dataset has no rows.", fix="Check the export.")]
+    return [RawTable(frame, display_path(path), None, problems)], notes
+
+
+def _data_files(folder: Path) -> list[Path]:
+    files = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
+        if p.stem.lower() in _SKIP_IN_FOLDERS or p.suffix.lower() in (".md", ".lock"):
+            continue
+        if p.suffix.lower() in SUFFIXES:
+            files.append(p)
+    return files
+
+
+def _split_of(path: Path) -> str | None:
+    stem = path.stem.lower()
+    for name in SPLIT_NAMES:
+        if stem == name or stem.startswith(name + "-") or stem.startswith(name + "_") or stem.startswith(name + "."):
+            return name
+    return None
+
+
+def _read_folder(folder: Path, split: str | None, opts: dict) -> tuple[list[RawTable], list[str]]:
+    files = _data_files(folder)
+    notes = []
+    by_split = {}
+    for f in files:
+        if (s := _split_of(f)):
+            by_split.setdefault(s, []).append(f)
+    if by_split:
+        if split is None:
+            split = "train" if "train" in by_split else sorted(by_split)[0]
+            if len(by_split) > 1:
+                notes.append(f"loaded split '{split}' of {', '.join(sorted(by_split))}; pass split= for another")
+        if split not in by_split:
+            raise DatasetError(Problem(
+                kind="not_found", file=display_path(folder),
+                message=f"no files for split '{split}'; the folder has {', '.join(sorted(by_split))}.",
+                fix=f"Pass split= one of {', '.join(sorted(by_split))}.",
+            ))
+        files = by_split[split]
+    elif split is not None:
+        raise DatasetError(Problem(
+            kind="not_found", file=display_path(folder),
+            message=f"split='{split}' was asked for, but no file in the folder is named after a split.",
+            fix="Name files train.*, validation.*, test.*, or drop split=.",
+        ))
+    if not files:
+        raise DatasetError(Problem(
+            kind="not_found", file=display_path(folder),
+            message="the folder holds no data files.",
+            fix=f"Supported: {', '.join(sorted(SUFFIXES))} (documents go through workbench.data.documents).",
+        ))
+    return [_read_file(f, opts) for f in files], notes
+
+
+def _read_file(path: Path, opts: dict) -> RawTable:
+    read = reader_for(path, opts.get("reader"))
+    if read is None:
+        return RawTable(pd.DataFrame(), display_path(path), [], [Problem(
+            kind="unsupported_file", file=display_path(path),
+            message=f"the file type '{path.suffix or '(none)'}' is not a supported data format.",
+            fix=f"Use one of {', '.join(sorted(SUFFIXES))}, or pass reader= to say how to read it.",
+        )])
+    return read(path, **{k: v for k, v in opts.items() if k != "reader" and v is not None})
+
+
+def _read_source(source, split, opts) -> tuple[list[RawTable], str, list[str]]:
+    if isinstance(source, pd.DataFrame):
+        return [RawTable(source.astype(object).reset_index(drop=True), None, None, [])], "DataFrame", []
+    name = str(source)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            tables, notes = _read_saved(path, split)
+        else:
+            tables, notes = _read_folder(path, split, opts)
+        return tables, display_path(path), notes
+    if path.is_file():
+        return [_read_file(path, opts)], display_path(path), []
+    if isinstance(source, Path) or _looks_like_path(name):
+        parent = path.parent if str(path.parent) not in ("", ".") else Path(".")
+        near = sorted(p.name for p in parent.iterdir())[:8] if parent.is_dir() else []
+        raise DatasetError(Problem(
+            kind="not_found", file=name,
+            message="no such file or folder.",
+            fix="Check the path" + (f"; {parent} holds: {', '.join(near)}" if near else "") + ".",
+        ))
+    return _read_hub(name, split), name, []
+
+
+def _read_hub(name: str, split: str | None) -> list[RawTable]:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or \
+            os.environ.get("HF_DATASETS_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise _hub_problem(name)
+    import datasets
+
+    try:
+        obj = datasets.load_dataset(name, split=split or "train")
+    except Exception as e:  # noqa: BLE001 - any hub failure becomes one clear message
+        raise _hub_problem(name, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+    return [RawTable(pd.DataFrame(obj.to_dict(), dtype=object), name, None, [])]
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def load_dataset(
+    source,
+    format: str = "auto",
+    columns: dict[str, str] | None = None,
+    *,
+    split: str | None = None,
+    strict: bool = True,
+    reader: str | None = None,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    field: str | None = None,
+    text_unit: str = "line",
+) -> LoadedDataset:
+    """Load ``source`` into a validated dataset in the canonical schema of its format.
+
+    Args:
+        source: A file, a folder (of data files, or a ``save_to_disk`` folder), a pandas
+            DataFrame, or a Hub dataset name.
+        format: ``"auto"`` (detect) or one of ``prompt_completion``, ``instruction``,
+            ``chat``, ``classification``, ``corpus``.
+        columns: Canonical field to source column, e.g. ``{"text": "utterance", "label": "intent"}``.
+        split: Which split of a folder with ``train``/``test``/... files or of a saved
+            ``DatasetDict``; defaults to ``train``.
+        strict: Raise one ``DatasetError`` listing every error (True), or drop bad rows
+            and keep the problems in ``report`` (False).
+        reader: Force a reader (``csv``, ``json``, ``jsonl``, ``parquet``, ``text``) when the
+            file extension is wrong or missing.
+        encoding: Text encoding of the files.
+        delimiter: CSV delimiter; sniffed when not given.
+        field: For JSON: the key (dotted for nested keys) that holds the records.
+        text_unit: For text files: one record per ``line``, ``paragraph`` or ``file``.
+
+    Returns:
+        The dataset, with problems and counts in ``.report``.
+
+    Raises:
+        DatasetError: in strict mode for any error; in any mode when nothing usable is left
+            or the source cannot be found or read.
+    """
+    opts = {"reader": reader, "encoding": encoding, "delimiter": delimiter, "field": field, "text_unit": text_unit}
+    tables, label, notes = _read_source(source, split, opts)
+    problems: list[Problem] = []
+    frames: list[pd.DataFrame] = []
+    detection: Detection | None = None
+    per_file: list[tuple[str, str]] = []
+    rows_read = 0
+    fatal: list[Problem] = []
+    for table in tables:
+        problems.extend(table.problems)
+        if len(table.frame) == 0:
+            fatal.extend(p for p in table.problems if p.severity == "error")
+            continue
+        rows_read += len(table.frame)
+        try:
+            det = detect_format(table.frame, format, columns, table.file)
+        except DatasetError as e:
+            fatal.extend(e.problems)
+            problems.extend(e.problems)
+            continue
+        per_file.append((table.file or "DataFrame", det.format))
+        if detection is None:
+            detection = det
+        elif det.format != detection.format:
+            problem = Problem(
+                kind="ambiguous_format", file=table.file,
+                message=f"this file holds {det.format} data but earlier files hold {detection.format}.",
+                fix="Load the files separately, or keep one format per folder.",
+            )
+            fatal.append(problem)
+            problems.append(problem)
+            continue
+        frame, issues = canonicalize(table.frame, det)
+        lines = table.lines if table.lines is not None else [None] * len(frame)
+        frame["_file"] = table.file
+        frame["_line"] = lines
+        bad_rows: set[int] = set()
+        offset = rows_read - len(table.frame)
+        for row, fld, kind, message, fix in issues:
+            problems.append(Problem(kind=kind, message=message, fix=fix, file=table.file,
+                                    line=lines[row], row=offset + row, field=fld))
+            bad_rows.add(row)
+        if table.bad_lines:
+            ends = table.end_lines or lines
+            for i, (start, end) in enumerate(zip(lines, ends)):
+                if start is None:
+                    continue
+                hit = [ln for ln in range(start, (end or start) + 1) if ln in table.bad_lines]
+                if hit:
+                    bad_rows.add(i)
+            problems.extend(table.bad_lines.values())
+        frame["_bad"] = [i in bad_rows for i in range(len(frame))]
+        frames.append(frame)
+    problems = _sorted(problems)
+    if detection is None or not frames:
+        raise DatasetError(fatal or problems or [Problem(kind="empty_file", file=label,
+                                                         message="no records found.", fix="Check the source.")])
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    errors = [p for p in problems if p.severity == "error"]
+    if strict and errors:
+        raise DatasetError(errors)
+    kept = frame[~frame["_bad"]].drop(columns="_bad").reset_index(drop=True)
+    if len(kept) == 0:
+        raise DatasetError(errors or [Problem(kind="empty_file", file=label, message="no valid records left.",
+                                              fix="Fix the problems listed.")])
+    if len(per_file) > 1:
+        notes.append(f"{len(per_file)} files, all {detection.format}")
+    ds = LoadedDataset(kept, detection.format, detection.columns, label,
+                       ValidationReport(tuple(problems), rows_read, len(kept), tuple(notes)))
+    rare = rare_label_problems(ds)
+    if rare:
+        ds = replace(ds, report=replace(ds.report, problems=ds.report.problems + tuple(rare)))
+    return ds
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file or "", p.line if p.line is not None else -1,
+                                           p.row if p.row is not None else -1))
+
+
+def label_column(ds: LoadedDataset, stratify: str | None = "auto") -> str | None:
+    """The column to stratify by: ``label`` for classification, a named column, or None."""
+    if stratify is None or stratify is False:
+        return None
+    if stratify == "auto":
+        return "label" if ds.format == "classification" else None
+    if stratify not in ds.frame.columns:
+        raise DatasetError(Problem(
+            kind="unknown_column", field=stratify, file=ds.source,
+            message=f"cannot stratify by '{stratify}': no such column.",
+            fix=f"Columns: {', '.join(c for c in ds.frame.columns if not str(c).startswith('_'))}.",
+        ))
+    return stratify
+
+
+def rare_label_problems(ds: LoadedDataset, column: str | None = "auto", minimum: int = 2,
+                        severity: Literal["error", "warning"] = "warning") -> list[Problem]:
+    """A problem for each label with fewer than ``minimum`` examples (too few to stratify)."""
+    col = label_column(ds, column)
+    if col is None:
+        return []
+    counts = Counter(ds.frame[col].tolist())
+    out = []
+    for label, n in sorted(counts.items(), key=lambda kv: str(kv[0])):
+        if n < minimum:
+            rows = [i for i, v in enumerate(ds.frame[col].tolist()) if v == label][:3]
+            first = rows[0]
+            line = ds.frame["_line"].iat[first]
+            out.append(Problem(
+                kind="rare_label", severity=severity, field=col,
+                file=ds.frame["_file"].iat[first],
+                line=None if line is None or pd.isna(line) else int(line),
+                row=first,
+                message=(f"label '{label}' has {n} example{'s' if n != 1 else ''} "
+                         f"({', '.join(ds.where(r) for r in rows)}); a stratified split needs at least {minimum}."),
+                fix="Add examples of it, merge it into a related label, or drop it (split_dataset(..., rare='drop')).",
+            ))
+    return out
