@@ -248,18 +248,23 @@ def _skip_ws(text: str, pos: int) -> int:
 
 
 def _iter_array(text: str, pos: int):
-    """Yield ``(start, value)`` for each element of the JSON array starting at ``pos``."""
+    """Yield ``(start, end, value)`` for each element of the JSON array starting at ``pos``."""
     pos = _skip_ws(text, pos + 1)
     if text[pos] == "]":
         return
     while True:
         value, end = _DECODER.raw_decode(text, pos)
-        yield pos, value
+        yield pos, end, value
         pos = _skip_ws(text, end)
         if text[pos] == ",":
             pos = _skip_ws(text, pos + 1)
         else:
             return
+
+
+def _value_pos(text: str, pos: int, key: str) -> int:
+    """Where the value of ``key`` starts in the object at ``pos``; the last one wins, as in ``json.loads``."""
+    return [p for k, p, _ in _iter_object(text, pos) if k == key][-1]
 
 
 def _iter_object(text: str, pos: int):
@@ -295,23 +300,21 @@ def _json_error(file: str, e: json.JSONDecodeError, line_offset: int = 0) -> Pro
     )
 
 
-def _records_from_items(items, file: str, index: _LineIndex, what: str) -> tuple[list, list, list[Problem]]:
-    records, lines, problems = [], [], []
-    for i, (start, value) in enumerate(items):
+def _records_from_items(items, file: str, index: _LineIndex, what: str) -> tuple[list, list, list, list[Problem]]:
+    records, lines, ends, problems = [], [], [], []
+    for i, (start, end, value) in enumerate(items):
         line = index.line(start)
-        if isinstance(value, dict):
-            records.append(value)
+        if isinstance(value, (dict, str)):
+            records.append(value if isinstance(value, dict) else {"text": value})
             lines.append(line)
-        elif isinstance(value, str):
-            records.append({"text": value})
-            lines.append(line)
+            ends.append(index.line(end - 1))
         else:
             problems.append(Problem(
                 kind="not_records", file=file, line=line,
                 message=f"item {i} of {what} is {_json_type(value)}, expected an object of fields.",
                 fix="Make each item an object such as {\"prompt\": ..., \"completion\": ...}.",
             ))
-    return records, lines, problems
+    return records, lines, ends, problems
 
 
 def _json_type(value) -> str:
@@ -340,11 +343,14 @@ def read_json(path: Path, encoding: str = "utf-8", field: str | None = None, **_
     index = _LineIndex(text)
     start = _skip_ws(text, 0)
     if isinstance(data, list):
-        records, lines, problems = _records_from_items(_iter_array(text, start), file, index, "the top-level array")
+        records, lines, ends, problems = _records_from_items(_iter_array(text, start), file, index,
+                                                             "the top-level array")
+    elif isinstance(data, dict) and not data:
+        records, lines, ends, problems = [], [], [], [_empty_file_problem(file, "JSON object")]
     elif isinstance(data, dict):
-        records, lines, problems = _records_from_object(text, start, data, file, index, field)
+        records, lines, ends, problems = _records_from_object(text, start, data, file, index, field)
     else:
-        records, lines = [], []
+        records, lines, ends = [], [], []
         problems = [Problem(
             kind="not_records", file=file, line=1,
             message=f"the top level is {_json_type(data)}, not records.",
@@ -353,7 +359,7 @@ def read_json(path: Path, encoding: str = "utf-8", field: str | None = None, **_
     if not records and not problems:
         problems.append(_empty_file_problem(file, "JSON array"))
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    return RawTable(frame.astype(object) if len(frame) else frame, file, lines, problems, bad)
+    return RawTable(frame.astype(object) if len(frame) else frame, file, lines, problems, bad, ends)
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -365,21 +371,31 @@ def _looks_like_jsonl(text: str) -> bool:
 
 
 def _records_from_object(text, start, data: dict, file, index, field):
+    seen: dict[str, int] = {}
+    for key, pos, _ in _iter_object(text, start):
+        if key in seen:
+            return [], [], [], [Problem(
+                kind="malformed_json", file=file, line=index.line(pos), field=key,
+                message=f"duplicate key '{key}' at the top level (first on line {seen[key]}); "
+                        "JSON readers keep only the last one, so data would be lost silently.",
+                fix="Rename or merge the two keys.",
+            )]
+        seen[key] = index.line(pos)
     if field:
         keys = field.split(".")
         node, pos = data, start
         for depth, key in enumerate(keys):
             if not isinstance(node, dict) or key not in node:
                 available = sorted(node) if isinstance(node, dict) else []
-                return [], [], [Problem(
+                return [], [], [], [Problem(
                     kind="not_records", file=file, field=".".join(keys[: depth + 1]),
                     message=f"no key '{key}' here; keys found: {', '.join(map(str, available[:10]))}.",
                     fix="Pass field= with the key (dotted for nested keys) that holds the records.",
                 )]
-            pos = next(p for k, p, _ in _iter_object(text, pos) if k == key)
+            pos = _value_pos(text, pos, key)
             node = node[key]
         if not isinstance(node, list):
-            return [], [], [Problem(
+            return [], [], [], [Problem(
                 kind="not_records", file=file, field=field,
                 message=f"'{field}' holds {_json_type(node)}, not an array of records.",
                 fix="Point field= at the array of records.",
@@ -388,22 +404,29 @@ def _records_from_object(text, start, data: dict, file, index, field):
     lists = {k: v for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
     if len(lists) == 1:
         (key,) = lists
-        pos = next(p for k, p, _ in _iter_object(text, start) if k == key)
-        return _records_from_items(_iter_array(text, pos), file, index, f"'{key}'")
+        return _records_from_items(_iter_array(text, _value_pos(text, start, key)), file, index, f"'{key}'")
     if len(lists) > 1:
-        return [], [], [Problem(
+        return [], [], [], [Problem(
             kind="not_records", file=file,
             message=f"several keys hold arrays of records: {', '.join(sorted(lists))}.",
             fix=f"Choose one with field=, e.g. field='{sorted(lists)[0]}'.",
         )]
     columns = {k: v for k, v in data.items() if isinstance(v, list)}
-    if columns and len(columns) == len(data) and len({len(v) for v in columns.values()}) == 1:
-        n = len(next(iter(columns.values())))  # columnar: {"text": [...], "label": [...]}
+    if columns and len(columns) == len(data):
+        lengths = {k: len(v) for k, v in columns.items()}
+        if len(set(lengths.values())) > 1:
+            return [], [], [], [Problem(
+                kind="not_records", file=file, line=1,
+                message="the columns have different lengths ("
+                        + ", ".join(f"{k}: {n}" for k, n in lengths.items()) + "), so rows cannot be formed.",
+                fix="Give every column one value per row, or write the data as an array of objects.",
+            )]
+        n = next(iter(lengths.values()))  # columnar: {"text": [...], "label": [...]}
         records = [{k: v[i] for k, v in columns.items()} for i in range(n)]
-        return records, [None] * n, []
+        return records, [None] * n, [None] * n, []
     if data and not any(isinstance(v, (list, dict)) and k not in _CHAT_KEYS for k, v in data.items()):
-        return [data], [index.line(start)], []  # a single record
-    return [], [], [Problem(
+        return [data], [index.line(start)], [index.line(len(text.rstrip()) - 1)], []  # a single record
+    return [], [], [], [Problem(
         kind="not_records", file=file, line=1,
         message=f"no array of records found under the keys {', '.join(map(str, list(data)[:8]))}.",
         fix="Use an array of objects, or pass field= naming the key that holds it.",
@@ -413,6 +436,14 @@ def _records_from_object(text, start, data: dict, file, index, field):
 _CHAT_KEYS = {"messages", "conversations", "conversation"}
 
 
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except json.JSONDecodeError:
+        return False
+
+
 @reader("jsonl")
 def read_jsonl(path: Path, encoding: str = "utf-8", **_) -> RawTable:
     """JSON Lines: one object per line; blank lines are skipped."""
@@ -420,6 +451,19 @@ def read_jsonl(path: Path, encoding: str = "utf-8", **_) -> RawTable:
     text, bad = _read_text_file(path, encoding)
     if not text.strip():
         return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)], bad)
+    stripped = text.lstrip()
+    if stripped.startswith("[") or (stripped.startswith("{") and "\n" in stripped.rstrip()):
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None
+        first = stripped.split("\n", 1)[0]
+        if isinstance(whole, list) or (isinstance(whole, dict) and not _parses(first)):
+            return RawTable(pd.DataFrame(), file, [], [Problem(
+                kind="malformed_json", file=file, line=1,
+                message="this file holds one JSON document, not one JSON object per line.",
+                fix="Rename it to .json or pass reader='json'.",
+            )], bad)
     records, lines, problems = [], [], []
     loads = json.loads
     for n, line in enumerate(text.split("\n"), start=1):
@@ -443,17 +487,6 @@ def read_jsonl(path: Path, encoding: str = "utf-8", **_) -> RawTable:
             continue
         records.append(value)
         lines.append(n)
-    if not records and problems and text.lstrip().startswith(("[", "{")):
-        try:
-            json.loads(text)
-        except json.JSONDecodeError:
-            pass
-        else:
-            problems = [Problem(
-                kind="malformed_json", file=file, line=1,
-                message="this file holds one JSON document, not one JSON object per line.",
-                fix="Rename it to .json or pass reader='json'.",
-            )]
     frame = pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
     return RawTable(frame, file, lines, problems, bad)
 
