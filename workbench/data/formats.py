@@ -41,21 +41,21 @@ OPTIONAL = {("instruction", "input")}
 
 #: Column names recognised for each canonical field, in order of preference.
 ALIASES: dict[str, tuple[str, ...]] = {
-    "prompt": ("prompt", "question", "query", "input", "source", "request"),
-    "completion": ("completion", "response", "answer", "output", "target", "reply"),
+    "prompt": ("prompt", "question", "query", "input", "source", "request", "dialogue", "document", "article"),
+    "completion": ("completion", "response", "answer", "output", "target", "reply", "summary", "highlights"),
     "instruction": ("instruction", "instructions"),
     "input": ("input", "context"),
     "output": ("output", "response", "answer", "completion"),
     "messages": ("messages", "conversations", "conversation", "dialogue", "dialog", "chat", "turns"),
     "text": ("text", "sentence", "utterance", "content", "document", "review", "body", "message", "comment"),
-    "label": ("label", "labels", "category", "intent", "class", "sentiment", "topic"),
+    "label": ("label", "labels", "category", "intent", "class", "sentiment", "topic", "tag", "tags"),
 }
 
 ROLE_ALIASES = {
-    "system": "system",
+    "system": "system", "developer": "system",
     "user": "user", "human": "user", "prompter": "user",
     "assistant": "assistant", "gpt": "assistant", "bot": "assistant", "model": "assistant",
-    "chatgpt": "assistant", "ai": "assistant",
+    "chatgpt": "assistant", "ai": "assistant", "function_call": "assistant",
     "tool": "tool", "function": "tool", "ipython": "tool", "observation": "tool",
 }
 ROLES = ("system", "user", "assistant", "tool")
@@ -78,16 +78,31 @@ def _find(columns: list[str], canon: str, taken: set[str] = frozenset()) -> str 
     return None
 
 
-def _matches(columns: list[str]) -> dict[str, dict[str, str]]:
+def _holds_lists(frame: pd.DataFrame | None, column: str) -> bool:
+    """Whether a column holds conversations (lists, or JSON lists stored as text), not plain text."""
+    if frame is None:
+        return True
+    for value in frame[column].head(20):
+        if _is_missing(value):
+            continue
+        if isinstance(value, str):
+            return value.lstrip().startswith("[")
+        return isinstance(value, (list, tuple)) or hasattr(value, "tolist")
+    return False
+
+
+def _matches(columns: list[str], frame: pd.DataFrame | None = None) -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
-    if (m := _find(columns, "messages")):
+    if (m := _find(columns, "messages")) and _holds_lists(frame, m):
         found["chat"] = {"messages": m}
     if (i := _find(columns, "instruction")) and (o := _find(columns, "output", {i})):
         mapping = {"instruction": i, "output": o}
         if (inp := _find(columns, "input", {i, o})):
             mapping["input"] = inp
         found["instruction"] = mapping
-    if (p := _find(columns, "prompt")) and (c := _find(columns, "completion", {p})):
+    chat_col = found.get("chat", {}).get("messages")
+    taken = {chat_col} if chat_col else set()
+    if (p := _find(columns, "prompt", taken)) and (c := _find(columns, "completion", taken | {p})):
         found["prompt_completion"] = {"prompt": p, "completion": c}
     if (t := _find(columns, "text")) and (lab := _find(columns, "label", {t})):
         found["classification"] = {"text": t, "label": lab}
@@ -128,7 +143,7 @@ def detect_format(frame: pd.DataFrame, format: str = "auto", columns: dict[str, 
         ))
     if columns:
         return _from_columns(cols, format, columns, file)
-    found = _matches(cols)
+    found = _matches(cols, frame)
     if format != "auto":
         if format in found:
             return Detection(format, found[format], tuple(found))
@@ -270,13 +285,20 @@ def _check_messages(value) -> tuple[list | None, tuple[str, str, str] | None]:
                           f"Use one of {', '.join(ROLES)} (human/gpt from ShareGPT are understood too).")
         if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        tool_calls = msg.get("tool_calls")
+        if canon == "assistant" and _is_missing(content) and tool_calls:
+            content = ""  # an assistant turn that only calls tools (OpenAI fine-tuning files)
         if _is_missing(content) or (canon != "assistant" and content == ""):
             return None, ("missing_field", f"message {i} ({canon}) has no 'content'.",
                           "Give every message its text in 'content' (or 'value').")
         if not isinstance(content, str):
             return None, ("wrong_type", f"message {i} content is {_type_name(content)}, not text.",
                           "Write message content as a string.")
-        out.append({"role": canon, "content": content})
+        message = {"role": canon, "content": content}
+        for extra in ("tool_calls", "tool_call_id", "name"):
+            if msg.get(extra) is not None:
+                message[extra] = msg[extra]
+        out.append(message)
     if not any(m["role"] == "assistant" for m in out):
         return None, ("no_assistant_turn", "the conversation has no assistant turn, so there is nothing to learn.",
                       "Add the assistant's reply, or drop the record.")

@@ -166,7 +166,17 @@ def read_csv(path: Path, encoding: str = "utf-8", delimiter: str | None = None, 
     if not text.strip():
         return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)], bad)
     delim = _sniff_delimiter(path, text, delimiter)
-    rdr = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+    table = _parse_csv(text, file, delim, bad, quoting=csv.QUOTE_MINIMAL)
+    if delim == "\t" and any(p.kind == "malformed_csv" and "cannot be parsed" in p.message for p in table.problems):
+        # Tab-separated exports often leave quotes unescaped; read them literally if that parses cleanly.
+        literal = _parse_csv(text, file, delim, bad, quoting=csv.QUOTE_NONE)
+        if not any(p.severity == "error" for p in literal.problems):
+            return literal
+    return table
+
+
+def _parse_csv(text: str, file: str, delim: str, bad, quoting: int) -> RawTable:
+    rdr = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True, quoting=quoting)
     problems: list[Problem] = []
     try:
         header = next(rdr)
@@ -201,7 +211,8 @@ def read_csv(path: Path, encoding: str = "utf-8", delimiter: str | None = None, 
         except StopIteration:
             break
         except csv.Error as e:
-            problems.append(_csv_problem(file, last + 1, str(e)))
+            unread = text.count("\n", 0) + 1 - last
+            problems.append(_csv_problem(file, last + 1, f"{e}; the {max(unread - 1, 0)} lines after it were not read"))
             break  # the csv module cannot resynchronise after a broken quote
         start, last = last + 1, rdr.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
@@ -411,6 +422,12 @@ def _records_from_object(text, start, data: dict, file, index, field):
             message=f"several keys hold arrays of records: {', '.join(sorted(lists))}.",
             fix=f"Choose one with field=, e.g. field='{sorted(lists)[0]}'.",
         )]
+    if all(isinstance(v, dict) for v in data.values()) and len({tuple(v) for v in data.values()}) == 1 \
+            and len(data) > 1:
+        # pandas' default DataFrame.to_json(): {"column": {"0": value, "1": value}, ...}
+        keys = list(next(iter(data.values())))
+        records = [{col: data[col][k] for col in data} for k in keys]
+        return records, [None] * len(records), [None] * len(records), []
     columns = {k: v for k, v in data.items() if isinstance(v, list)}
     if columns and len(columns) == len(data):
         lengths = {k: len(v) for k, v in columns.items()}
