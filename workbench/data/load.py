@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from .formats import FORMATS, Detection, canonicalize, detect_format
@@ -74,6 +75,7 @@ class LoadedDataset:
     columns: dict[str, str]
     source: str
     report: ValidationReport = field(default_factory=ValidationReport)
+    _fingerprint: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -103,16 +105,31 @@ class LoadedDataset:
         cols = list(self.fields) + self.metadata_columns + (["_file", "_line"] if provenance else [])
         return self.frame[cols].to_dict("records")
 
-    def row_hashes(self) -> list[str]:
-        """A content hash per row over canonical fields and metadata (not provenance)."""
+    def row_hashes(self) -> np.ndarray:
+        """A 64-bit content hash per row over canonical fields and metadata (not provenance).
+
+        Vectorised (pandas' stable SipHash); values that are not text (labels as numbers,
+        message lists) are hashed through their JSON text, so ``1`` and ``"1"`` differ.
+        """
         cols = list(self.fields) + self.metadata_columns
-        values = self.frame[cols].values.tolist()
-        return [hashlib.sha1(json.dumps(v, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
-                for v in values]
+        if not cols or not len(self.frame):
+            return np.zeros(len(self.frame), dtype=np.uint64)
+        parts = {}
+        for c in cols:
+            values = self.frame[c].tolist()
+            if all(isinstance(v, str) for v in values):
+                parts[c] = values
+            else:
+                parts[c] = [v if isinstance(v, str) else "\x00" + json.dumps(v, sort_keys=True, default=str,
+                                                                              ensure_ascii=False) for v in values]
+        # categorize=False: factorising first is slower than hashing when most values are distinct.
+        return pd.util.hash_pandas_object(pd.DataFrame(parts, dtype=object), index=False, categorize=False).to_numpy()
 
     def fingerprint(self) -> str:
         """Content hash of the dataset (rows in order); equal data gives an equal fingerprint."""
-        return fingerprint_hashes(self.row_hashes(), self.format)
+        if "value" not in self._fingerprint:  # frames are not modified in place, so one hash per object
+            self._fingerprint["value"] = fingerprint_hashes(self.row_hashes(), self.format)
+        return self._fingerprint["value"]
 
     def to_hf(self, provenance: bool = False):
         """The dataset as a ``datasets.Dataset`` (for ``map``, Trainer)."""
@@ -121,10 +138,10 @@ class LoadedDataset:
         return datasets.Dataset.from_list(self.records(provenance))
 
 
-def fingerprint_hashes(hashes: list[str], format: str = "") -> str:
+def fingerprint_hashes(hashes: np.ndarray, format: str = "") -> str:
+    """One hex digest over row hashes in order."""
     h = hashlib.sha256(format.encode())
-    for x in hashes:
-        h.update(x.encode())
+    h.update(np.ascontiguousarray(hashes, dtype="<u8").tobytes())
     return h.hexdigest()[:16]
 
 

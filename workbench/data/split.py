@@ -142,7 +142,7 @@ def split_dataset(
         # Rows in content-hash order: the same data read in any order gives identical split files.
         rows = sorted(assign[name], key=lambda i: (hashes[i], i))
         parts[name] = ds.with_frame(ds.frame.iloc[rows])
-        prints[name] = fingerprint_hashes([hashes[i] for i in rows], ds.format)
+        prints[name] = fingerprint_hashes(hashes[rows], ds.format)
     if rare == "drop":
         pass
     elif rare == "train":

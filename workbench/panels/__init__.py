@@ -1,0 +1,8 @@
+"""ipywidgets views over the core functions. Each panel is one screen of code: it builds
+widgets, wires handlers that read widget values and call the core, and renders the result.
+Core callables are passed in so tests can hand panels stubs."""
+
+from .dataset import DatasetPanel
+from .tokens import TokenPanel
+
+__all__ = ["DatasetPanel", "TokenPanel"]

@@ -1,0 +1,124 @@
+"""TokenPanel: token statistics for one or more tokenizers, and the loss-mask viewer."""
+
+from __future__ import annotations
+
+import html
+from typing import Callable
+
+import ipywidgets as widgets
+
+from ..config import TokenConfig
+from ..data.load import LoadedDataset
+from ..plots import stairs_histogram, to_png
+from ..tokens import compare_tokenizers, length_stats, loss_mask_html, loss_mask_view
+from .base import Panel
+
+
+class TokenPanel(Panel):
+    """Pick tokenizers and a max length; statistics, histograms and the loss mask follow.
+
+    Args:
+        ds: The dataset.
+        tokenizers: Name to a tokenizer, or to a zero-argument function that loads one (loaded
+            when first chosen).
+        cfg: Starting settings; ``sample`` bounds the rows measured so large data stays responsive.
+        stats, compare: The core functions (tests pass stubs).
+    """
+
+    def __init__(self, ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig(sample=5000),
+                 stats: Callable = length_stats, compare: Callable = compare_tokenizers):
+        if not tokenizers:
+            raise ValueError("TokenPanel needs at least one tokenizer")
+        self.ds, self.cfg = ds, cfg
+        self._sources = dict(tokenizers)
+        self._loaded: dict[str, object] = {}
+        self._stats, self._compare = stats, compare
+        names = list(tokenizers)
+        self.choose = widgets.SelectMultiple(options=names, value=names[:1], description="Tokenizers",
+                                             rows=min(4, len(names)))
+        self.max_length = widgets.IntSlider(value=cfg.max_length, min=16, max=max(4096, cfg.max_length), step=16,
+                                            description="max_length", continuous_update=False)
+        self.max_length.add_class("wb-max-length")
+        self.batch = widgets.BoundedIntText(value=cfg.batch_size, min=1, max=4096, description="batch")
+        self.template = widgets.ToggleButtons(options=["auto", "chat", "fallback"], value=cfg.template,
+                                              description="template")
+        self.inputs = widgets.Checkbox(value=cfg.train_on_inputs, description="train on inputs")
+        self.table = widgets.HTML()
+        self.table.add_class("wb-token-table")
+        self.fields = widgets.HTML()
+        self.warnings = widgets.HTML()
+        self.warnings.add_class("wb-token-warnings")
+        self.hist = widgets.Image(format="png")
+        self.row = widgets.BoundedIntText(value=0, min=0, max=max(len(ds) - 1, 0), description="Row")
+        self.mask_tok = widgets.Dropdown(options=names, value=names[0], description="Tokenizer")
+        self.mask = widgets.HTML()
+        self.mask.add_class("wb-loss-mask")
+
+        for w in (self.choose, self.max_length, self.batch, self.template, self.inputs):
+            w.observe(lambda _: self.refresh(), names="value")
+        for w in (self.row, self.mask_tok):
+            w.observe(lambda _: self.refresh_mask(), names="value")
+
+        stats_box = widgets.VBox([self.table, self.warnings, self.fields, self.hist])
+        mask_box = widgets.VBox([widgets.HBox([self.row, self.mask_tok]), self.mask])
+        tabs = widgets.Tab(children=[stats_box, mask_box])
+        tabs.set_title(0, "Statistics")
+        tabs.set_title(1, "Loss mask")
+        self.widget = widgets.VBox([
+            widgets.HBox([self.choose, widgets.VBox([self.max_length, self.batch])]),
+            widgets.HBox([self.template, self.inputs]),
+            tabs,
+        ])
+        self.widget.add_class("wb-token-panel")
+        self.results = None
+        self.refresh()
+        self.refresh_mask()
+
+    def tokenizer(self, name: str):
+        if name not in self._loaded:
+            src = self._sources[name]
+            self._loaded[name] = src() if callable(src) and not hasattr(src, "encode") else src
+        return self._loaded[name]
+
+    def current_cfg(self) -> TokenConfig:
+        return TokenConfig(max_length=self.max_length.value, batch_size=self.batch.value, grad_accum=self.cfg.grad_accum,
+                           epochs=self.cfg.epochs, template=self.template.value, train_on_inputs=self.inputs.value,
+                           sample=self.cfg.sample, truncation_warn=self.cfg.truncation_warn, seed=self.cfg.seed)
+
+    def refresh(self) -> None:
+        """Recompute statistics for the chosen tokenizers and settings."""
+        cfg = self.current_cfg()
+        names = list(self.choose.value) or [self.choose.options[0]]
+        try:
+            toks = {n: self.tokenizer(n) for n in names}
+            table = self._compare(self.ds, toks, cfg)
+            per = {n: self._stats(self.ds, t, cfg) for n, t in toks.items()}
+        except Exception as e:  # noqa: BLE001 - a bad tokenizer or template shows as a message
+            self.table.value = self.error_html(e)
+            return
+        self.results = per
+        cols = ["rows", "median", "p95", "max", "truncated_share", "tokens_per_word", "unk_rate", "total_tokens",
+                "padding_waste", "packing_efficiency", "steps_per_epoch", "steps_per_epoch_packed", "vocab_size"]
+        self.table.value = table[[c for c in cols if c in table.columns]].to_html(classes="wb-table", border=0)
+        first = per[names[0]]
+        self.fields.value = (f"<b>{html.escape(names[0])}</b> per field (template: {first.template}; "
+                             f"measured {first.rows:,} of {first.rows_total:,} rows)" + first.table().to_html(border=0))
+        warn = [f"<li><b>{html.escape(n)}</b>: {html.escape(w)}</li>" for n, s in per.items() for w in s.warnings]
+        self.warnings.value = (f"<ul style='color:#a60'>{''.join(warn)}</ul>" if warn
+                               else "<span style='color:#2e7d32'>No warnings.</span>")
+        hists = {n: (s.fields["example"].bin_edges, s.fields["example"].bin_counts) for n, s in per.items()}
+        self.hist.value = to_png(stairs_histogram(hists, "tokens per formatted example", "tokens",
+                                                  cfg.max_length))
+
+    def refresh_mask(self) -> None:
+        """Show the chosen row token by token, trained tokens highlighted."""
+        cfg = self.current_cfg()
+        try:
+            tok = self.tokenizer(self.mask_tok.value)
+            view = loss_mask_view(self.ds, self.row.value, tok, cfg)
+        except Exception as e:  # noqa: BLE001
+            self.mask.value = self.error_html(e)
+            return
+        trained = sum(t.trained for t in view)
+        self.mask.value = (f"<div>{len(view)} tokens, <b class='wb-trained-count'>{trained}</b> trained</div>"
+                           + loss_mask_html(view))

@@ -1,0 +1,69 @@
+"""Static plots (matplotlib, Agg): figures for notebooks, PNG bytes for panels and reports.
+
+No display code here; a panel puts the bytes in an ``Image`` widget, a notebook shows the
+figure, a report embeds it.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def to_png(fig, dpi: int = 90) -> bytes:
+    """Render ``fig`` to PNG bytes and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def label_bar(counts: pd.Series, title: str = "rows per label", top: int = 30):
+    """Horizontal bars of the ``top`` most frequent labels."""
+    counts = counts.head(top)[::-1]
+    fig, ax = plt.subplots(figsize=(6, max(2.0, 0.18 * len(counts) + 0.8)))
+    ax.barh([str(i) for i in counts.index], counts.values, color="#4c72b0")
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def length_histogram(series: dict[str, np.ndarray], title: str, xlabel: str, limit: int | None = None,
+                     bins: int = 40):
+    """Overlaid histograms of lengths (one per name), with a dashed line at ``limit``."""
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    top = max((float(np.max(v)) for v in series.values() if len(v)), default=1.0)
+    edges = np.linspace(0, max(top, (limit or 0) * 1.05, 1.0), bins + 1)
+    for name, values in series.items():
+        ax.hist(values, bins=edges, alpha=0.55, label=name)
+    if limit:
+        ax.axvline(limit, color="#c00", linestyle="--", linewidth=1, label=f"max_length {limit}")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel("examples", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def stairs_histogram(hists: dict[str, tuple], title: str, xlabel: str, limit: int | None = None):
+    """Overlaid step histograms from precomputed ``(edges, counts)`` per name, with a line at ``limit``."""
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    for name, (edges, counts) in hists.items():
+        if len(edges) > 1:
+            ax.stairs(counts, edges, label=name, linewidth=1.5)
+    if limit:
+        ax.axvline(limit, color="#c00", linestyle="--", linewidth=1, label=f"max_length {limit}")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel("examples", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,611 @@
+"""Tokenization: how examples are formatted, which tokens the loss is computed on, and what it costs.
+
+Formatting. Every generative format becomes a list of chat messages (prompt/completion is
+one user and one assistant turn; instruction + input is the user turn; a corpus row is
+plain text). With ``template="auto"`` the tokenizer's chat template renders them when it
+has one; otherwise the documented fallback template does::
+
+    ### System:\\n{content}\\n\\n            (only when there is a system message)
+    ### User:\\n{content}\\n\\n
+    ### Assistant:\\n{content}{eos}\\n\\n
+
+The loss is computed on assistant content and its EOS (all tokens with
+``train_on_inputs``). Masks are derived from character spans and the tokenizer's offsets
+on the *whole* formatted text, so a token that merges across the prompt/answer boundary is
+handled, and the check ``boundary_mismatch`` reports where tokenizing the prompt alone
+would disagree with the tokenization in context (a known cause of silently fully-masked
+examples in code that masks by prompt length).
+
+Statistics go through ``datasets.map`` with batched fast tokenizers and are cached in
+memory by (data fingerprint, tokenizer fingerprint, settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .config import TokenConfig
+from .data.load import LoadedDataset
+
+GENERATIVE = ("prompt_completion", "instruction", "chat", "corpus")
+FALLBACK_ROLES = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
+
+
+# --------------------------------------------------------------------------- tokenizers
+
+
+def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, **kwargs):
+    """A fast tokenizer from a local folder or a hub id (``trust_remote_code`` off unless asked for)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"{name_or_path}: a fast tokenizer is needed (offsets are used for loss masks).")
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token  # decoder-only models often ship without one
+    return tok
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 2,
+                    chat_template: str | None = None):
+    """Train a byte-level BPE tokenizer on ``texts`` (for models pretrained from scratch and for tests).
+
+    The result has ``<|bos|>`` (added in front by the post-processor), ``<|eos|>``, ``<|pad|>``
+    and no unknown token (byte-level BPE can spell anything).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|pad|>", "<|bos|>", "<|eos|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    bos = tok.token_to_id("<|bos|>")
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", bos)]),
+    ])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
+                                   pad_token="<|pad|>")
+    if chat_template:
+        fast.chat_template = chat_template
+    return fast
+
+
+def tokenizer_name(tokenizer) -> str:
+    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+
+
+_TOK_PRINTS: dict[int, str] = {}
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of the tokenizer's vocabulary, rules and template."""
+    key = id(tokenizer)
+    if key not in _TOK_PRINTS:
+        h = hashlib.sha1(tokenizer.backend_tokenizer.to_str().encode())
+        h.update(str(getattr(tokenizer, "chat_template", "")).encode())
+        _TOK_PRINTS[key] = h.hexdigest()[:16]
+    return _TOK_PRINTS[key]
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def to_messages(row: dict, fmt: str) -> list[dict]:
+    """A canonical row of a generative format as chat messages."""
+    if fmt == "chat":
+        return list(row["messages"])
+    if fmt == "prompt_completion":
+        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+    if fmt == "instruction":
+        user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+    raise ValueError(f"{fmt} rows are not conversations")
+
+
+def uses_chat_template(tokenizer, cfg: TokenConfig) -> bool:
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if cfg.template == "chat" and not has:
+        raise ValueError(f"template='chat' but {tokenizer_name(tokenizer)} has no chat template; use 'auto'.")
+    return has and cfg.template != "fallback"
+
+
+@dataclass(frozen=True)
+class FormattedExample:
+    """The training text of one row and the character spans the loss is computed on."""
+
+    text: str
+    trained: tuple[tuple[int, int], ...]
+    add_special_tokens: bool
+    prompt_end: int
+    """Character offset where the first trained span starts (end of the first prompt)."""
+
+
+def _fallback(messages: list[dict], eos: str, generation_prompt: bool = False) -> tuple[str, list[tuple[int, int]]]:
+    parts, spans, pos = [], [], 0
+    for m in messages:
+        head = f"### {FALLBACK_ROLES[m['role']]}:\n"
+        body = m["content"] + (eos if m["role"] == "assistant" else "")
+        parts.append(head)
+        pos += len(head)
+        if m["role"] == "assistant":
+            spans.append((pos, pos + len(body)))
+        parts.append(body + "\n\n")
+        pos += len(body) + 2
+    if generation_prompt:
+        parts.append("### Assistant:\n")
+    return "".join(parts), spans
+
+
+def _templated(messages: list[dict], tokenizer) -> tuple[str, list[tuple[int, int]]]:
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else \
+            tokenizer.apply_chat_template([], tokenize=False, add_generation_prompt=True) if False else None
+        upto = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if before is None:
+            before = ""
+        if full.startswith(upto) and upto.startswith(before):
+            start = len(before)
+            # The turn ends where the content ends plus the template's end-of-turn marker.
+            spans.append((start, len(upto.rstrip("\n"))))
+        else:  # template is not prefix-stable: find the content itself
+            start = full.find(m["content"], spans[-1][1] if spans else 0)
+            if start >= 0:
+                spans.append((start, start + len(m["content"])))
+    return full, spans
+
+
+def format_example(row: dict, fmt: str, tokenizer, cfg: TokenConfig = TokenConfig()) -> FormattedExample:
+    """The training text of a canonical ``row`` and its trained character spans."""
+    eos = tokenizer.eos_token or ""
+    if fmt == "corpus":
+        text = row["text"] + eos
+        return FormattedExample(text, ((0, len(text)),), True, 0)
+    if fmt == "classification":
+        return FormattedExample(row["text"], (), True, len(row["text"]))
+    messages = to_messages(row, fmt)
+    if uses_chat_template(tokenizer, cfg):
+        text, spans = _templated(messages, tokenizer)
+        special = False
+    else:
+        text, spans = _fallback(messages, eos)
+        special = True
+    prompt_end = spans[0][0] if spans else len(text)
+    if cfg.train_on_inputs:
+        spans = [(0, len(text))]
+    return FormattedExample(text, tuple(spans), special, prompt_end)
+
+
+class TextOnly:
+    """Stands in for a tokenizer when only the formatted text is wanted (no chat template)."""
+
+    eos_token = "<eos>"
+    chat_template = None
+
+
+def example_html(example: FormattedExample) -> str:
+    """The formatted text with the trained character spans highlighted (no tokenizer needed)."""
+    parts, pos = ['<div class="wb-example" style="font-family:monospace;white-space:pre-wrap">'], 0
+    for s, e in example.trained:
+        parts.append(f'<span style="color:#555">{html.escape(example.text[pos:s])}</span>')
+        parts.append(f'<span class="wb-trained" style="background:#c8f7c5">{html.escape(example.text[s:e])}</span>')
+        pos = e
+    parts.append(f'<span style="color:#555">{html.escape(example.text[pos:])}</span></div>')
+    return "".join(parts)
+
+
+def generation_prompt(messages: list[dict], tokenizer, cfg: TokenConfig = TokenConfig()) -> str:
+    """The text to feed a model so that it writes the next assistant turn."""
+    if uses_chat_template(tokenizer, cfg):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return _fallback(messages, tokenizer.eos_token or "", generation_prompt=True)[0]
+
+
+# --------------------------------------------------------------------------- tokenizing
+
+
+def _trained_mask(offsets, spans) -> np.ndarray:
+    """True for tokens whose character range overlaps a trained span (empty ranges never do)."""
+    if not spans or not len(offsets):
+        return np.zeros(len(offsets), dtype=bool)
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts, ends = off[:, 0], off[:, 1]
+    mask = np.zeros(len(off), dtype=bool)
+    for s, e in spans:
+        mask |= (starts < e) & (ends > s) & (ends > starts)
+    return mask
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """Token ids and labels (-100 where the loss is not computed) of one formatted example."""
+
+    input_ids: list[int]
+    labels: list[int]
+    offsets: list[tuple[int, int]]
+    text: str
+    length: int
+    """Length before truncation."""
+
+    @property
+    def truncated(self) -> bool:
+        return self.length > len(self.input_ids)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != -100)
+
+
+def tokenize_example(example: FormattedExample, tokenizer, max_length: int | None = None) -> TokenizedExample:
+    """Tokenize a formatted example in one pass; labels follow the trained spans."""
+    enc = tokenizer(example.text, add_special_tokens=example.add_special_tokens, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    mask = _trained_mask(offsets, example.trained)
+    labels = [i if m else -100 for i, m in zip(ids, mask)]
+    n = len(ids)
+    if max_length is not None and n > max_length:
+        ids, labels, offsets = ids[:max_length], labels[:max_length], offsets[:max_length]
+    return TokenizedExample(ids, labels, offsets, example.text, n)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Summary of token lengths."""
+
+    count: int
+    total: int
+    min: int
+    median: float
+    mean: float
+    p95: float
+    max: int
+    bin_edges: tuple[float, ...]
+    bin_counts: tuple[int, ...]
+
+    @classmethod
+    def of(cls, lengths, bins: int = 30) -> "Distribution":
+        a = np.asarray(lengths, dtype=np.int64)
+        if a.size == 0:
+            return cls(0, 0, 0, 0.0, 0.0, 0.0, 0, (), ())
+        counts, edges = np.histogram(a, bins=min(bins, max(1, int(a.max() - a.min()) + 1)))
+        return cls(int(a.size), int(a.sum()), int(a.min()), float(np.median(a)), float(a.mean()),
+                   float(np.percentile(a, 95)), int(a.max()), tuple(float(e) for e in edges),
+                   tuple(int(c) for c in counts))
+
+
+@dataclass(frozen=True)
+class PackingStats:
+    """Padding waste of batches versus packing into ``max_length`` sequences."""
+
+    max_length: int
+    batch_size: int
+    real_tokens: int
+    padded_tokens_dynamic: int
+    """Tokens processed when each batch pads to its longest example (shuffled batches)."""
+    padded_tokens_fixed: int
+    """Tokens processed when every example pads to ``max_length``."""
+    packed_sequences: int
+    """Sequences of ``max_length`` when examples are packed end to end."""
+
+    @property
+    def padding_waste_dynamic(self) -> float:
+        return 1 - self.real_tokens / self.padded_tokens_dynamic if self.padded_tokens_dynamic else 0.0
+
+    @property
+    def padding_waste_fixed(self) -> float:
+        return 1 - self.real_tokens / self.padded_tokens_fixed if self.padded_tokens_fixed else 0.0
+
+    @property
+    def packing_efficiency(self) -> float:
+        cap = self.packed_sequences * self.max_length
+        return self.real_tokens / cap if cap else 0.0
+
+
+def packing_stats(lengths, max_length: int, batch_size: int, seed: int = 0) -> PackingStats:
+    """Compare padded batches (shuffled, padded to the batch's longest) with packed sequences."""
+    a = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
+    real = int(a.sum())
+    order = np.random.default_rng(seed).permutation(a.size)
+    shuffled = a[order]
+    dynamic = 0
+    for i in range(0, shuffled.size, batch_size):
+        chunk = shuffled[i:i + batch_size]
+        dynamic += int(chunk.max()) * chunk.size
+    packed = math.ceil(real / max_length) if real else 0
+    return PackingStats(max_length, batch_size, real, dynamic, int(a.size) * max_length, packed)
+
+
+@dataclass(frozen=True)
+class LengthStats:
+    """Token statistics of one dataset under one tokenizer and one set of settings."""
+
+    tokenizer: str
+    format: str
+    rows: int
+    """Rows measured (a sample when the dataset is larger than ``cfg.sample``)."""
+    rows_total: int
+    fields: dict[str, Distribution]
+    """Per canonical text field, and ``example`` for the formatted training example."""
+    trained: Distribution
+    """Tokens the loss is computed on per example (after truncation)."""
+    max_length: int
+    truncated_rows: tuple[int, ...]
+    """Positions (in the dataset) of examples longer than ``max_length``."""
+    fully_masked_rows: tuple[int, ...]
+    """Examples with no trained token left after truncation: they teach nothing."""
+    boundary_mismatch_rows: tuple[int, ...]
+    """Examples whose prompt tokenizes differently alone than in context."""
+    missing_eos_rows: tuple[int, ...]
+    """Examples whose trained tokens do not include EOS (and are not truncated)."""
+    tokens_per_word: float
+    unk_rate: float
+    packing: PackingStats
+    steps_per_epoch_padded: int
+    steps_per_epoch_packed: int
+    epochs: float
+    template: str
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def truncated_share(self) -> float:
+        return len(self.truncated_rows) / self.rows if self.rows else 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens of the formatted examples, scaled from the sample to the whole dataset."""
+        ex = self.fields["example"]
+        return int(round(ex.total * self.rows_total / self.rows)) if self.rows else 0
+
+    @property
+    def run_tokens(self) -> int:
+        """Tokens processed over all epochs when packing (an estimate of a run's cost)."""
+        return int(self.total_tokens * self.epochs)
+
+    def table(self) -> pd.DataFrame:
+        """Per-field statistics as a table."""
+        rows = []
+        for name, d in self.fields.items():
+            rows.append({"field": name, "min": d.min, "median": d.median, "p95": round(d.p95, 1), "max": d.max,
+                         "mean": round(d.mean, 1), "total": d.total})
+        return pd.DataFrame(rows).set_index("field")
+
+    def summary(self) -> dict:
+        """Headline figures, for a comparison table or a run manifest."""
+        ex = self.fields["example"]
+        return {
+            "tokenizer": self.tokenizer,
+            "rows": self.rows,
+            "median": ex.median,
+            "p95": round(ex.p95, 1),
+            "max": ex.max,
+            "truncated_share": round(self.truncated_share, 4),
+            "tokens_per_word": round(self.tokens_per_word, 3),
+            "unk_rate": round(self.unk_rate, 5),
+            "total_tokens": self.total_tokens,
+            "padding_waste": round(self.packing.padding_waste_dynamic, 4),
+            "packing_efficiency": round(self.packing.packing_efficiency, 4),
+            "steps_per_epoch": self.steps_per_epoch_padded,
+            "steps_per_epoch_packed": self.steps_per_epoch_packed,
+        }
+
+
+def sample_rows(n: int, cfg: TokenConfig) -> np.ndarray:
+    """Positions measured: all rows, or a seeded sample of ``cfg.sample`` in dataset order."""
+    if cfg.sample is None or n <= cfg.sample:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(cfg.seed).choice(n, size=cfg.sample, replace=False))
+
+
+def _text_fields(ds: LoadedDataset) -> list[str]:
+    return [f for f in ds.fields if f not in ("label", "messages")]
+
+
+_CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def _measure(ds: LoadedDataset, rows: np.ndarray, tokenizer, cfg: TokenConfig) -> dict:
+    """Batched tokenization of the sampled rows through ``datasets.map``; cached by fingerprints."""
+    key = (ds.fingerprint(), tuple(rows[:5]), len(rows), tokenizer_fingerprint(tokenizer), cfg.template,
+           cfg.train_on_inputs, cfg.max_length)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    import datasets
+
+    sub = ds.frame.iloc[rows]
+    records = sub[list(ds.fields)].to_dict("records")
+    formatted = [format_example(r, ds.format, tokenizer, cfg) for r in records]
+    columns = {f"f_{f}": [str(v) for v in sub[f].tolist()] for f in _text_fields(ds)}
+    columns["example"] = [fe.text for fe in formatted]
+    columns["prompt"] = [fe.text[:fe.prompt_end] for fe in formatted]
+    columns["span_start"] = [[s for s, _ in fe.trained] for fe in formatted]
+    columns["span_end"] = [[e for _, e in fe.trained] for fe in formatted]
+    special = formatted[0].add_special_tokens if formatted else True
+    eos_id = tokenizer.eos_token_id
+    unk_id = tokenizer.unk_token_id
+    max_length = cfg.max_length
+    generative = ds.format in GENERATIVE
+
+    def batch_fn(batch):
+        out = {}
+        for name in [k for k in batch if k.startswith("f_")]:
+            enc = tokenizer(batch[name], add_special_tokens=False)["input_ids"]
+            out[f"len_{name[2:]}"] = [len(x) for x in enc]
+        enc = tokenizer(batch["example"], add_special_tokens=special, return_offsets_mapping=True)
+        ex_len, trained, eos_ok, unk, boundary = [], [], [], [], []
+        prompt_ids = tokenizer(batch["prompt"], add_special_tokens=special)["input_ids"] if generative else None
+        for i, (ids, offs) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
+            spans = list(zip(batch["span_start"][i], batch["span_end"][i]))
+            mask = _trained_mask(offs, spans)[:max_length]
+            kept = np.asarray(ids[:max_length])
+            ex_len.append(len(ids))
+            trained.append(int(mask.sum()))
+            eos_ok.append(bool(eos_id is not None and (kept[mask] == eos_id).any()) if generative else True)
+            unk.append(int((np.asarray(ids) == unk_id).sum()) if unk_id is not None else 0)
+            if prompt_ids is not None and batch["prompt"][i]:
+                alone = prompt_ids[i]
+                # In context, the prompt's tokens may end with one that spills into the answer; compare
+                # all but that last token, which is where the two tokenizations can legitimately differ.
+                boundary.append(ids[: len(alone) - 1] != alone[:-1] or not _ends_at(offs, len(alone) - 1,
+                                                                                      len(batch["prompt"][i])))
+            else:
+                boundary.append(False)
+        out.update(len_example=ex_len, trained=trained, eos_ok=eos_ok, unk=unk, boundary=boundary)
+        return out
+
+    hf = datasets.Dataset.from_dict(columns)
+    fp = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+    quiet = datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()  # statistics are quick; a bar per call is noise in a panel
+    try:
+        result = hf.map(batch_fn, batched=True, batch_size=1000, remove_columns=hf.column_names,
+                        new_fingerprint=fp).to_dict()
+    finally:
+        if not quiet:
+            datasets.utils.enable_progress_bars()
+    result["words"] = sum(len(t.split()) for t in columns["example"])
+    _CACHE[key] = result
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return result
+
+
+def _ends_at(offsets, index: int, prompt_chars: int) -> bool:
+    """Whether token ``index`` of the in-context tokenization ends at (or past) the prompt's end."""
+    if index < 0 or index >= len(offsets):
+        return True
+    return offsets[index][1] >= prompt_chars or index + 1 >= len(offsets) or offsets[index + 1][0] <= prompt_chars
+
+
+def length_stats(ds: LoadedDataset, tokenizer, cfg: TokenConfig = TokenConfig()) -> LengthStats:
+    """Token statistics of ``ds`` under ``tokenizer``: lengths, truncation, masking checks, packing, cost.
+
+    Args:
+        ds: A loaded dataset.
+        tokenizer: A fast Hugging Face tokenizer.
+        cfg: Max length, batch size, template choice, sample size.
+
+    Returns:
+        LengthStats; ``warnings`` says what to look at (truncation over ``cfg.truncation_warn``,
+        fully masked examples, missing EOS, prompt/answer boundary mismatches).
+    """
+    rows = sample_rows(len(ds), cfg)
+    m = _measure(ds, rows, tokenizer, cfg)
+    fields = {f: Distribution.of(m[f"len_{f}"]) for f in _text_fields(ds)}
+    fields["example"] = Distribution.of(m["len_example"])
+    ex_len = np.asarray(m["len_example"])
+    trained = np.asarray(m["trained"])
+    pos = rows
+    truncated = tuple(int(pos[i]) for i in np.flatnonzero(ex_len > cfg.max_length))
+    generative = ds.format in GENERATIVE
+    fully = tuple(int(pos[i]) for i in np.flatnonzero(trained == 0)) if generative else ()
+    trunc_set = set(truncated)
+    missing_eos = tuple(int(pos[i]) for i, ok in enumerate(m["eos_ok"]) if not ok and int(pos[i]) not in trunc_set
+                        and int(pos[i]) not in fully)
+    boundary = tuple(int(pos[i]) for i, b in enumerate(m["boundary"]) if b)
+    words = max(1, m["words"])
+    pack = packing_stats(ex_len, cfg.max_length, cfg.batch_size, cfg.seed)
+    scale = len(ds) / max(1, len(rows))
+    per_step = cfg.batch_size * cfg.grad_accum
+    steps_padded = math.ceil(len(ds) / per_step)
+    steps_packed = math.ceil(pack.packed_sequences * scale / per_step)
+    n = max(1, len(rows))
+    template = "n/a" if not generative or ds.format == "corpus" else (
+        "chat template" if uses_chat_template(tokenizer, cfg) else "fallback")
+    warnings = []
+    if len(truncated) / n > cfg.truncation_warn:
+        warnings.append(f"{len(truncated) / n:.1%} of examples are longer than max_length={cfg.max_length} and "
+                        f"will be truncated (threshold {cfg.truncation_warn:.0%}); raise max_length or shorten them.")
+    if fully:
+        warnings.append(f"{len(fully)} examples have no trained token within max_length={cfg.max_length} "
+                        f"(e.g. row {fully[0]}): their prompts fill the window, so they teach nothing.")
+    if missing_eos:
+        warnings.append(f"{len(missing_eos)} examples do not end their target with EOS (e.g. row {missing_eos[0]}): "
+                        "the model will not learn to stop. Check the chat template or the tokenizer's eos_token.")
+    if boundary:
+        warnings.append(f"{len(boundary)} examples tokenize the prompt/answer boundary differently in context than "
+                        f"alone (e.g. row {boundary[0]}); masks here use offsets in context, but code that masks "
+                        "by the prompt's own token count would mask the wrong tokens.")
+    return LengthStats(
+        tokenizer=tokenizer_name(tokenizer), format=ds.format, rows=len(rows), rows_total=len(ds), fields=fields,
+        trained=Distribution.of(trained), max_length=cfg.max_length, truncated_rows=truncated,
+        fully_masked_rows=fully, boundary_mismatch_rows=boundary, missing_eos_rows=missing_eos,
+        tokens_per_word=float(ex_len.sum()) / words, unk_rate=float(np.sum(m["unk"])) / max(1, int(ex_len.sum())),
+        packing=pack, steps_per_epoch_padded=steps_padded, steps_per_epoch_packed=steps_packed, epochs=cfg.epochs,
+        template=template, warnings=tuple(warnings),
+    )
+
+
+def compare_tokenizers(ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig()) -> pd.DataFrame:
+    """One row of headline statistics per tokenizer, on the same rows and settings."""
+    rows = []
+    for name, tok in tokenizers.items():
+        s = length_stats(ds, tok, cfg).summary()
+        s["tokenizer"] = name
+        s["vocab_size"] = len(tok)
+        rows.append(s)
+    return pd.DataFrame(rows).set_index("tokenizer")
+
+
+# --------------------------------------------------------------------------- loss-mask view
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """One token as shown in the loss-mask viewer."""
+
+    index: int
+    id: int
+    text: str
+    trained: bool
+    special: bool
+
+
+def loss_mask_view(ds: LoadedDataset, row: int, tokenizer, cfg: TokenConfig = TokenConfig()) -> list[TokenView]:
+    """The formatted example of ``row`` token by token, with whether the loss is computed on each."""
+    record = ds.frame[list(ds.fields)].iloc[row].to_dict()
+    tok = tokenize_example(format_example(record, ds.format, tokenizer, cfg), tokenizer, cfg.max_length)
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    out = []
+    for i, (tid, label, (s, e)) in enumerate(zip(tok.input_ids, tok.labels, tok.offsets)):
+        text = tok.text[s:e] if e > s else tokenizer.convert_ids_to_tokens(tid)
+        out.append(TokenView(i, tid, text, label != -100, tid in special))
+    return out
+
+
+def loss_mask_html(tokens: list[TokenView], truncated_after: int | None = None) -> str:
+    """HTML of the tokens: trained ones highlighted, token borders visible, specials in brackets."""
+    parts = ['<div class="wb-lossmask" style="font-family:monospace;white-space:pre-wrap;line-height:1.9">']
+    for t in tokens:
+        text = html.escape(t.text).replace("\n", "↵\n")
+        style = ("background:#c8f7c5;border-bottom:2px solid #2e7d32" if t.trained
+                 else "background:#eeeeee;color:#666")
+        cls = "wb-tok wb-trained" if t.trained else "wb-tok"
+        if t.special:
+            text = f"<b>{text}</b>"
+        parts.append(f'<span class="{cls}" title="#{t.index} id={t.id}" style="{style};margin-right:1px">{text}</span>')
+    if truncated_after is not None:
+        parts.append(f'<span style="color:#b00"> … truncated after {truncated_after} tokens</span>')
+    parts.append("</div>")
+    return "".join(parts)
