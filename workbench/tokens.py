@@ -156,11 +156,8 @@ def _templated(messages: list[dict], tokenizer) -> tuple[str, list[tuple[int, in
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else \
-            tokenizer.apply_chat_template([], tokenize=False, add_generation_prompt=True) if False else None
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else ""
         upto = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if before is None:
-            before = ""
         if full.startswith(upto) and upto.startswith(before):
             start = len(before)
             # The turn ends where the content ends plus the template's end-of-turn marker.
@@ -454,7 +451,7 @@ def _measure(ds: LoadedDataset, rows: np.ndarray, tokenizer, cfg: TokenConfig) -
             out[f"len_{name[2:]}"] = [len(x) for x in enc]
         enc = tokenizer(batch["example"], add_special_tokens=special, return_offsets_mapping=True)
         ex_len, trained, eos_ok, unk, boundary = [], [], [], [], []
-        prompt_ids = tokenizer(batch["prompt"], add_special_tokens=special)["input_ids"] if generative else None
+        prompt_ids = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"] if generative else None
         for i, (ids, offs) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
             spans = list(zip(batch["span_start"][i], batch["span_end"][i]))
             mask = _trained_mask(offs, spans)[:max_length]
@@ -464,11 +461,7 @@ def _measure(ds: LoadedDataset, rows: np.ndarray, tokenizer, cfg: TokenConfig) -
             eos_ok.append(bool(eos_id is not None and (kept[mask] == eos_id).any()) if generative else True)
             unk.append(int((np.asarray(ids) == unk_id).sum()) if unk_id is not None else 0)
             if prompt_ids is not None and batch["prompt"][i]:
-                alone = prompt_ids[i]
-                # In context, the prompt's tokens may end with one that spills into the answer; compare
-                # all but that last token, which is where the two tokenizations can legitimately differ.
-                boundary.append(ids[: len(alone) - 1] != alone[:-1] or not _ends_at(offs, len(alone) - 1,
-                                                                                      len(batch["prompt"][i])))
+                boundary.append(_boundary_differs(ids, offs, prompt_ids[i], len(batch["prompt"][i])))
             else:
                 boundary.append(False)
         out.update(len_example=ex_len, trained=trained, eos_ok=eos_ok, unk=unk, boundary=boundary)
@@ -491,11 +484,19 @@ def _measure(ds: LoadedDataset, rows: np.ndarray, tokenizer, cfg: TokenConfig) -
     return result
 
 
-def _ends_at(offsets, index: int, prompt_chars: int) -> bool:
-    """Whether token ``index`` of the in-context tokenization ends at (or past) the prompt's end."""
-    if index < 0 or index >= len(offsets):
+def _boundary_differs(ids, offsets, alone: list[int], prompt_chars: int) -> bool:
+    """Whether the prompt's tokens in context differ from the prompt tokenized alone.
+
+    In context, the prompt's tokens are those whose text ends within the prompt (special
+    tokens, with empty offsets, are left out on both sides); a token that straddles the end
+    of the prompt is a difference by itself.
+    """
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    s, e = off[:, 0], off[:, 1]
+    if ((s < prompt_chars) & (e > prompt_chars)).any():
         return True
-    return offsets[index][1] >= prompt_chars or index + 1 >= len(offsets) or offsets[index + 1][0] <= prompt_chars
+    in_prompt = (e > s) & (e <= prompt_chars)
+    return np.asarray(ids)[in_prompt].tolist() != list(alone)
 
 
 def length_stats(ds: LoadedDataset, tokenizer, cfg: TokenConfig = TokenConfig()) -> LengthStats:
@@ -582,7 +583,26 @@ class TokenView:
     special: bool
 
 
-def loss_mask_view(ds: LoadedDataset, row: int, tokenizer, cfg: TokenConfig = TokenConfig()) -> list[TokenView]:
+@dataclass(frozen=True)
+class MaskView:
+    """The tokens of one example as trained, and its length before truncation."""
+
+    tokens: list[TokenView]
+    length: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.length > len(self.tokens)
+
+    @property
+    def trained(self) -> int:
+        return sum(t.trained for t in self.tokens)
+
+    def html(self) -> str:
+        return loss_mask_html(self.tokens, len(self.tokens) if self.truncated else None)
+
+
+def loss_mask_view(ds: LoadedDataset, row: int, tokenizer, cfg: TokenConfig = TokenConfig()) -> MaskView:
     """The formatted example of ``row`` token by token, with whether the loss is computed on each."""
     record = ds.frame[list(ds.fields)].iloc[row].to_dict()
     tok = tokenize_example(format_example(record, ds.format, tokenizer, cfg), tokenizer, cfg.max_length)
@@ -591,7 +611,7 @@ def loss_mask_view(ds: LoadedDataset, row: int, tokenizer, cfg: TokenConfig = To
     for i, (tid, label, (s, e)) in enumerate(zip(tok.input_ids, tok.labels, tok.offsets)):
         text = tok.text[s:e] if e > s else tokenizer.convert_ids_to_tokens(tid)
         out.append(TokenView(i, tid, text, label != -100, tid in special))
-    return out
+    return MaskView(out, tok.length)
 
 
 def loss_mask_html(tokens: list[TokenView], truncated_after: int | None = None) -> str:
@@ -606,6 +626,7 @@ def loss_mask_html(tokens: list[TokenView], truncated_after: int | None = None) 
             text = f"<b>{text}</b>"
         parts.append(f'<span class="{cls}" title="#{t.index} id={t.id}" style="{style};margin-right:1px">{text}</span>')
     if truncated_after is not None:
-        parts.append(f'<span style="color:#b00"> … truncated after {truncated_after} tokens</span>')
+        parts.append(f'<span class="wb-truncated" style="color:#b00"> … truncated after {truncated_after} tokens'
+                     "</span>")
     parts.append("</div>")
     return "".join(parts)

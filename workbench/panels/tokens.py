@@ -10,7 +10,7 @@ import ipywidgets as widgets
 from ..config import TokenConfig
 from ..data.load import LoadedDataset
 from ..plots import stairs_histogram, to_png
-from ..tokens import compare_tokenizers, length_stats, loss_mask_html, loss_mask_view
+from ..tokens import compare_tokenizers, length_stats, loss_mask_view
 from .base import Panel
 
 
@@ -119,6 +119,5 @@ class TokenPanel(Panel):
         except Exception as e:  # noqa: BLE001
             self.mask.value = self.error_html(e)
             return
-        trained = sum(t.trained for t in view)
-        self.mask.value = (f"<div>{len(view)} tokens, <b class='wb-trained-count'>{trained}</b> trained</div>"
-                           + loss_mask_html(view))
+        self.mask.value = (f"<div>{view.length} tokens, <b class='wb-trained-count'>{view.trained}</b> trained"
+                           f"{' (after truncation to max_length)' if view.truncated else ''}</div>" + view.html())

@@ -1,0 +1,126 @@
+"""Panels in plain pytest: set widget values, click, and check state and output."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tiny import word_tokenizer
+from workbench.config import TokenConfig
+from workbench.data import load_dataset
+from workbench.panels import DatasetPanel, TokenPanel
+
+
+@pytest.fixture(scope="module")
+def tickets():
+    return load_dataset("datasets/it_support/tickets.jsonl")
+
+
+def test_dataset_panel_search_filter_and_pages(tickets):
+    p = DatasetPanel(tickets, page_size=10)
+    assert "Page 1 of 34" in p.status.value and len(p.page.rows) == 10
+    p.next.click()
+    assert p.page.page == 1 and p.page.rows.index[0] == 10
+    p.search.value = "vpn"
+    vpn_rows = p.page.matches
+    assert 0 < vpn_rows < len(tickets) and p.page.page == 0  # a new filter starts at page 1
+    assert all("vpn" in (tickets.frame.prompt[i] + "\n" + tickets.frame.completion[i]).lower()
+               for i in p.ex.page(p.query.__class__(text="vpn", page_size=1000)).rows.index)
+    p.label.value = "printers"
+    assert p.page.matches < vpn_rows
+    assert set(tickets.frame.category[list(p.page.rows.index)]) <= {"printers"}
+    p.search.value = "no such text anywhere"
+    assert p.page.matches == 0 and "No rows match" in p.table.value
+    assert p.prev.disabled and p.next.disabled
+
+
+def test_dataset_panel_length_filter(tickets):
+    p = DatasetPanel(tickets)
+    p.length.value = (0, 80)
+    assert p.page.matches == int((tickets.frame.prompt.str.len() <= 80).sum())
+
+
+def test_dataset_panel_findings_point_at_rows(tickets):
+    p = DatasetPanel(tickets, pii_allow=("security@northwind.example",))
+    assert p.finding.disabled
+    p.scan.click()
+    p.wait()
+    assert "personal data:" in p.findings_html.value and "email" in p.findings_html.value
+    assert "credit_card" in p.finding.options
+    p.finding.value = "credit_card"
+    rows = list(p.page.rows.index)
+    assert rows and all(tickets.frame.pii[r] for r in rows)
+    assert "tickets.jsonl:" in p.page.rows["where"].iat[0]
+
+
+def test_dataset_panel_example_viewer_and_problems(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"prompt": "hello", "completion": "hi"}\n{"prompt": "x"}\n')
+    ds = load_dataset(f, strict=False)
+    p = DatasetPanel(ds)
+    assert "### Assistant:\n" in p.example.value.replace("&#x27;", "'")
+    assert '<span class="wb-trained" style="background:#c8f7c5">hi&lt;eos&gt;</span>' in p.example.value
+    assert "missing" in p.problems.value and "d.jsonl:2" in p.problems.value
+
+
+def test_dataset_panel_plots_drawn_when_their_tab_opens(tickets):
+    p = DatasetPanel(tickets)
+    assert p.plots.children == ()
+    p.tabs.selected_index = 1
+    assert len(p.plots.children) == 2 and bytes(p.plots.children[0].value).startswith(b"\x89PNG")
+
+
+def test_dataset_panel_takes_a_stub_engine(tickets):
+    calls = []
+
+    class Stub:
+        def __init__(self, ds):
+            from workbench.explore import Explorer
+            self._real = Explorer(ds)
+            self.labels, self.label_column, self.lengths = self._real.labels, "category", self._real.lengths
+
+        def page(self, q):
+            calls.append(q)
+            return self._real.page(q)
+
+    p = DatasetPanel(tickets, explorer=Stub)
+    p.search.value = "printer"
+    assert calls[-1].text == "printer"
+
+
+WORDS = "a b c d e hello there hi ### User Assistant :".split()
+
+
+def test_token_panel_updates_on_slider_and_shows_mask():
+    tok = word_tokenizer(WORDS)
+    ds = load_dataset(pd.DataFrame({"prompt": ["hello there", "a b c d e a b c d e"], "completion": ["hi", "a"]}))
+    loads = []
+
+    def lazy():
+        loads.append(1)
+        return word_tokenizer(WORDS + ["x"])
+
+    p = TokenPanel(ds, {"words": tok, "lazy": lazy}, TokenConfig(max_length=64, sample=None))
+    assert loads == []  # not loaded until chosen
+    assert "No warnings" in p.warnings.value
+    p.max_length.value = 16
+    assert "truncated" in p.warnings.value or "no trained token" in p.warnings.value
+    assert p.results["words"].max_length == 16
+    p.choose.value = ("words", "lazy")
+    assert loads == [1] and "lazy" in p.table.value
+    assert "wb-trained-count'>2<" in p.mask.value  # "hi" and <eos>
+    p.row.value = 1  # 10 prompt words + template: the answer falls beyond max_length=16
+    assert "wb-trained-count'>0<" in p.mask.value and "truncated after 16 tokens" in p.mask.value
+    p.max_length.value = 64
+    p.refresh_mask()
+    assert "wb-trained-count'>2<" in p.mask.value  # "a" and <eos>
+    p.inputs.value = True
+    assert p.results["words"].trained.total > 4
+
+
+def test_token_panel_shows_errors_instead_of_raising():
+    tok = word_tokenizer(WORDS)
+    ds = load_dataset(pd.DataFrame({"prompt": ["hello"], "completion": ["hi"]}))
+    p = TokenPanel(ds, {"words": tok}, TokenConfig(sample=None))
+    p.template.value = "chat"  # this tokenizer has no chat template
+    assert "wb-error" in p.table.value and "has no chat template" in p.table.value
