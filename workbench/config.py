@@ -125,6 +125,34 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
         raise ConfigError(f"{where + ': ' if where else ''}{e}") from None
 
 
+def parse_pairs(text: str) -> dict[str, str]:
+    """``"text=utterance, label=intent"`` to ``{"text": "utterance", "label": "intent"}``."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"expected KEY=VALUE pairs separated by commas, got {part!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def from_params(cls: type[T], **params) -> T:
+    """Build ``cls`` from notebook parameters, which are primitives only.
+
+    An empty string stands for None, and a mapping field is written as ``"k=v, k=v"``.
+    """
+    hints = typing.get_type_hints(cls)
+    data = {}
+    for key, value in params.items():
+        tp = hints.get(key)
+        if isinstance(value, str) and tp is not None and typing.get_origin(tp) is dict:
+            value = parse_pairs(value)
+        elif value == "" and tp is not None and type(None) in typing.get_args(tp):
+            value = None
+        data[key] = value
+    return from_dict(cls, data)
+
+
 def to_dict(obj) -> dict:
     """A dataclass as plain data (for YAML, manifests and papermill parameters)."""
     return dataclasses.asdict(obj)
