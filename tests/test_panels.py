@@ -34,6 +34,14 @@ def test_dataset_panel_search_filter_and_pages(tickets):
     assert p.prev.disabled and p.next.disabled
 
 
+def test_classification_search_looks_at_the_text_not_the_label():
+    ds = load_dataset(pd.DataFrame({"text": ["where is my money", "refund please"],
+                                    "label": ["refund_missing", "refund_request"]}))
+    p = DatasetPanel(ds)
+    p.search.value = "refund"
+    assert list(p.page.rows.index) == [1]
+
+
 def test_dataset_panel_length_filter(tickets):
     p = DatasetPanel(tickets)
     p.length.value = (0, 80)

@@ -31,7 +31,8 @@ class Query:
     """What the user asked to see."""
 
     text: str = ""
-    """Case-insensitive substring searched in the input and output of each row."""
+    """Case-insensitive substring searched in the input and output of each row (the text alone for
+    classification, whose label has its own filter)."""
     label: str | None = None
     """Keep rows whose label (or ``label_column``) equals this."""
     length_field: str = "input"
@@ -94,7 +95,9 @@ class Explorer:
         self.shorten = shorten
         inputs, outputs = _arrow_input_output(ds)
         self._inputs, self._outputs = inputs, outputs
-        self._search = pc.binary_join_element_wise(inputs, outputs, pa.scalar("\n", pa.large_string())) if ds.format != "corpus" else inputs
+        # Search the text a person wrote: for classification the label has its own filter.
+        self._search = (inputs if ds.format in ("corpus", "classification") else
+                        pc.binary_join_element_wise(inputs, outputs, pa.scalar("\n", pa.large_string())))
         self.lengths = {
             "input": pc.utf8_length(inputs).to_numpy(zero_copy_only=False),
             "output": pc.utf8_length(outputs).to_numpy(zero_copy_only=False),

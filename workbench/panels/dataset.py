@@ -48,7 +48,9 @@ class DatasetPanel(Panel):
                                       disabled=self.ex.labels is None)
         self.label.add_class("wb-label")
         top = int(max(self.ex.lengths["input"].max(initial=0), self.ex.lengths["output"].max(initial=0)))
-        self.length_field = widgets.Dropdown(options=["input", "output"], value="input", description="Length of")
+        generative = ds.format not in ("classification", "corpus")
+        self.length_field = widgets.Dropdown(options=["input", "output"] if generative else ["input"], value="input",
+                                             description="Length of")
         self.length = widgets.IntRangeSlider(value=(0, top), min=0, max=max(top, 1), description="chars",
                                              continuous_update=False)
         self.finding = widgets.Dropdown(options=[NONE], value=NONE, description="Finding", disabled=True)
@@ -177,7 +179,7 @@ class DatasetPanel(Panel):
             images.append(widgets.Image(value=to_png(label_bar(counts, f"rows per {self.ex.label_column}")),
                                         format="png"))
         hists = {"input": self.ex.length_sample("input")}
-        if self.ds.format != "corpus":
+        if self.ds.format not in ("corpus", "classification"):
             hists["output"] = self.ex.length_sample("output")
         images.append(widgets.Image(value=to_png(length_histogram(hists, "length in characters", "characters")),
                                     format="png"))

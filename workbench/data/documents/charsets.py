@@ -152,6 +152,10 @@ def choose_encoding(head: bytes, *, html: bool, given: str | None = None, comple
         note = ("no charset declared (no byte-order mark, no <meta charset>); the bytes are valid UTF-8, "
                 "so UTF-8 was assumed") if html else "read as utf-8"
         return EncodingChoice("utf-8", "utf-8", note)
+    if _mostly_utf8(head):
+        # UTF-8 with a few stray bytes: decoding it all as a legacy code page would garble
+        # every accented letter, so keep UTF-8; the reader reports where the bad bytes are.
+        return EncodingChoice("utf-8", "utf-8", "read as utf-8 (it holds UTF-8 text and a few invalid bytes)")
     codec = _guess(head)
     why = problem or ("no charset is declared (no byte-order mark, no <meta charset>)" if html
                       else "the bytes are not valid UTF-8")
@@ -161,13 +165,32 @@ def choose_encoding(head: bytes, *, html: bool, given: str | None = None, comple
                           warning=f"{why}; read as {codec}, a guess by charset-normalizer.")
 
 
+def _mostly_utf8(raw: bytes) -> bool:
+    """True when ``raw`` holds valid multi-byte UTF-8 and no more invalid sequences than valid ones."""
+    text = raw.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for ch in text if ord(ch) > 127) - bad
+    return good > 0 and bad <= good
+
+
 def _guess(raw: bytes) -> str:
     from charset_normalizer import from_bytes
 
-    best = from_bytes(raw[:200_000]).best()
-    codec = _codec(best.encoding) if best is not None else None
-    # windows-1252 decodes all but five byte values: the least surprising fallback for Western text.
-    return codec or "cp1252"
+    matches = from_bytes(raw[:200_000])
+    best = matches.best()
+    if best is None:
+        # windows-1252 decodes all but five byte values: the least surprising fallback for Western text.
+        return "cp1252"
+    # On short texts several single-byte code pages score exactly alike (cp1250 and cp1252
+    # for French, say). Among equals, prefer windows-1252, the WHATWG fallback for Western
+    # locales, then the ISO Latin sets, over the first one charset-normalizer happened to list.
+    tied = [name for m in matches if m.chaos <= best.chaos and m.coherence >= best.coherence
+            for name in [m.encoding, *m.could_be_from_charset]]
+    tied = [c for c in (_codec(n) for n in tied) if c]
+    for preferred in ("cp1252", "iso8859-15", "iso8859-1"):
+        if preferred in tied:
+            return preferred
+    return _codec(best.encoding) or "cp1252"
 
 
 def decode(raw: bytes, choice: EncodingChoice) -> tuple[str, int | None]:
