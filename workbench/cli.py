@@ -87,6 +87,31 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .config import ConfigError, ExperimentConfig, load_yaml
+    from .experiment import finetune
+    from .train import TrainingError
+
+    try:
+        cfg = load_yaml(ExperimentConfig, args.config)
+    except ConfigError as e:
+        print(f"workbench: {args.config}: {e}", file=sys.stderr)
+        return 2
+    if args.output_dir:
+        from dataclasses import replace
+
+        cfg = replace(cfg, train=replace(cfg.train, output_dir=args.output_dir))
+    try:
+        result = finetune(cfg, progress=not args.quiet)
+    except TrainingError as e:
+        print(f"workbench: training failed: {e}", file=sys.stderr)
+        return 1
+    print(f"{result.status}: step {result.global_step}/{result.max_steps}; run folder {result.run_dir}")
+    shown = {k: v for k, v in result.metrics.items() if k.startswith("eval_") or k == "train_loss"}
+    print("  " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, (int, float))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/data-report", help="where to write splits")
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="fine-tune as an experiment YAML says (resumes an interrupted run)")
+    train.add_argument("config", help="experiment YAML: data, model, lora, quant, train sections")
+    train.add_argument("--output-dir", help="override train.output_dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
 
     data = sub.add_parser("data", help="dataset commands").add_subparsers(dest="data_command", required=True)
     rep = data.add_parser("report", help="load, validate, find duplicates and personal data, split")

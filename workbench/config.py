@@ -241,3 +241,137 @@ class TokenConfig:
             raise ConfigError("batch_size and grad_accum must be at least 1")
         if self.sample is not None and self.sample < 1:
             raise ConfigError(f"sample must be positive or null, got {self.sample}")
+
+
+# --------------------------------------------------------------------------- models and training
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which base model, for which task, adapted how."""
+
+    name_or_path: str = "minilm"
+    """A hub id, a local folder, or a preset: ``minilm`` (the bundled encoder), ``tiny-llama``."""
+    task: Literal["causal-lm", "sequence-classification"] = "sequence-classification"
+    """What the model learns: next tokens (SFT, pretraining) or one label per text."""
+    method: Literal["full", "lora", "qlora"] = "full"
+    """Train every weight, low-rank adapters, or adapters on a 4-bit (NF4) base."""
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    """Where to train; ``auto`` picks cuda, then mps, then cpu."""
+    pooling: Literal["auto", "mean", "cls"] = "auto"
+    """Classification pooling; ``auto`` is mean for sentence-transformers encoders, the model's own head otherwise."""
+    trust_remote_code: bool = False
+    """Run code shipped with a hub model. Off unless you trust its author."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 30% slower."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Low-rank adapters (peft)."""
+
+    r: int = 16
+    """Rank of the update matrices."""
+    alpha: int = 32
+    """Scale of the update (alpha / r multiplies it)."""
+    dropout: float = 0.05
+    """Dropout on the adapter input."""
+    target_modules: str | list[str] = "all-linear"
+    """Modules that get adapters: ``all-linear`` or a list of names (e.g. ``[q_proj, v_proj]``)."""
+    modules_to_save: list[str] = field(default_factory=list)
+    """Modules trained in full and saved with the adapter (a classification head is added automatically)."""
+
+    def __post_init__(self):
+        if self.r < 1 or self.alpha < 1:
+            raise ConfigError(f"lora.r and lora.alpha must be positive, got r={self.r}, alpha={self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """4-bit quantization of the base model for QLoRA (bitsandbytes)."""
+
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    """NF4 (normal float, the QLoRA paper's choice) or FP4."""
+    double_quant: bool = True
+    """Quantize the quantization constants too (about 0.4 bits per weight saved)."""
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Matmul dtype: ``auto`` is bf16 where the device supports it, else fp32."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training run."""
+
+    output_dir: str = "runs/train"
+    """The run folder: checkpoints, the model or adapter, logs, metrics."""
+    epochs: float = 3.0
+    """Passes over the training split (ignored when ``max_steps`` is set)."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps; -1 to use ``epochs``."""
+    learning_rate: float = 2e-4
+    """Peak learning rate (of the adapters, or of the whole model for ``full``)."""
+    head_learning_rate: float | None = None
+    """Learning rate of a classification head; None for ``learning_rate``."""
+    batch_size: int = 8
+    """Examples per device batch."""
+    grad_accum: int = 1
+    """Batches per optimiser step (effective batch = batch_size x grad_accum)."""
+    max_length: int = 512
+    """Longest sequence in tokens; longer examples are truncated (and checked first)."""
+    warmup: float = 0.05
+    """Warmup as a share of the steps (below 1) or a number of steps."""
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    """Learning-rate schedule after warmup."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    label_smoothing: float = 0.0
+    """Label smoothing for classification."""
+    train_on_inputs: bool = False
+    """SFT: compute the loss on prompt tokens too (default: the answer only)."""
+    packing: bool = False
+    """SFT/pretraining: pack examples into max_length rows; they never attend to each other."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding)."""
+    eval_steps: int = 0
+    """Evaluate every N steps; 0 to evaluate once per epoch."""
+    save_steps: int = 0
+    """Checkpoint every N steps; 0 to checkpoint once per epoch."""
+    save_total_limit: int = 2
+    """Checkpoints kept (older ones are deleted)."""
+    logging_steps: int = 10
+    """Log loss, learning rate, tokens/s and memory every N steps."""
+    early_stopping_patience: int = 0
+    """Stop after N evaluations without improvement; 0 to never stop early."""
+    seed: int = 42
+    """Seed of initialisation, shuffling and dropout."""
+    resume: bool = True
+    """Continue from the last complete checkpoint in ``output_dir`` if there is one."""
+    oom_retry: bool = True
+    """On out-of-memory, retry with half the batch and twice the accumulation (same effective batch)."""
+    num_threads: int = 0
+    """CPU threads for torch; 0 to leave torch's default."""
+
+    def __post_init__(self):
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("batch_size and grad_accum must be at least 1")
+        if self.max_length < 8:
+            raise ConfigError(f"max_length must be at least 8, got {self.max_length}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ConfigError("set epochs > 0 or max_steps > 0")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: data, model, adapters, quantization, training (an experiment YAML's sections)."""
+
+    name: str = "experiment"
+    """Names the run folder: ``runs/<name>/<run-id>``."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

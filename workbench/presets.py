@@ -49,3 +49,49 @@ def resolve_tokenizer(name: str):
     if name in BUILTIN_TOKENIZERS:
         return BUILTIN_TOKENIZERS[name]()
     return _load(name)
+
+
+def tiny_llama(vocab_size: int, **overrides):
+    """A Llama-architecture config small enough for CPU tests (about 0.2M parameters at vocab 600)."""
+    from transformers import LlamaConfig
+
+    cfg = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+               rms_norm_eps=1e-5)
+    cfg.update(overrides)
+    return LlamaConfig(**cfg)
+
+
+def small_llama(vocab_size: int, **overrides):
+    """The offline demo's base: a Llama pretrained from scratch on the knowledge base (about 3M parameters)."""
+    return tiny_llama(vocab_size, **{"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 4,
+                                     "num_attention_heads": 6, "num_key_value_heads": 2, **overrides})
+
+
+def llama_shape(size: str, vocab_size: int = 128256, **overrides):
+    """Llama 3 shapes with random weights, for GPU benchmarks: ``1b`` (Llama-3.2-1B) or ``8b`` (Llama-3.1-8B)."""
+    from transformers import LlamaConfig
+
+    shapes = {
+        "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                   num_key_value_heads=8, tie_word_embeddings=True),
+        "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                   num_key_value_heads=8, tie_word_embeddings=False),
+    }
+    if size not in shapes:
+        raise ValueError(f"size must be one of {', '.join(shapes)}, not {size!r}")
+    return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=8192, rope_theta=500000.0,
+                       **{**shapes[size], **overrides})
+
+
+def save_base_model(config, tokenizer, out_dir: str | Path, seed: int = 0) -> Path:
+    """Build a causal LM from ``config`` with seeded random weights and save it with its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -192,14 +192,15 @@ def _read_saved(path: Path, split: str | None) -> tuple[list[RawTable], list[str
     return [RawTable(frame, display_path(path), None, problems)], notes
 
 
-def _data_files(folder: Path) -> list[Path]:
+def _data_files(folder: Path, forced_reader: str | None = None) -> list[Path]:
+    """Data files in ``folder``; with a forced reader (``reader='text'`` on Markdown), every file but docs."""
     files = []
     for p in sorted(folder.rglob("*")):
         if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
             continue
-        if p.stem.lower() in _SKIP_IN_FOLDERS or p.suffix.lower() in (".md", ".lock"):
+        if p.stem.lower() in _SKIP_IN_FOLDERS or p.suffix.lower() == ".lock":
             continue
-        if p.suffix.lower() in SUFFIXES:
+        if forced_reader or (p.suffix.lower() in SUFFIXES and p.suffix.lower() != ".md"):
             files.append(p)
     return files
 
@@ -213,7 +214,7 @@ def _split_of(path: Path) -> str | None:
 
 
 def _read_folder(folder: Path, split: str | None, opts: dict) -> tuple[list[RawTable], list[str]]:
-    files = _data_files(folder)
+    files = _data_files(folder, opts.get("reader"))
     notes = []
     by_split = {}
     for f in files:

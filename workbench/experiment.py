@@ -1,0 +1,73 @@
+"""An experiment end to end in-process: data from its config, splits, training, the run folder.
+
+``finetune`` is what ``workbench train`` and the fine-tuning notebook call. (Papermill runs,
+run ids, manifests and sweeps build on it.)
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Callable
+
+from .config import ExperimentConfig
+from .data import data_report, load_dataset
+from .data.split import Splits
+from .train import TrainResult, pretrain, run_training
+
+
+def experiment_splits(cfg: ExperimentConfig, out_dir=None) -> Splits:
+    """Load, clean and split the experiment's data (a separate ``eval_split`` becomes the test split)."""
+    d = cfg.data
+    report = data_report(d.source, **d.load_kwargs(), dedupe=d.dedupe, redact=d.redact_pii,
+                         test=0.0 if d.eval_split else d.test, validation=d.validation, seed=d.seed,
+                         stratify=d.stratify, out_dir=out_dir)
+    splits = report.splits
+    if d.eval_split:
+        test = load_dataset(d.source, format=d.format, columns=d.columns or None, split=d.eval_split, strict=d.strict)
+        parts = dict(splits.parts)
+        parts["test"] = test
+        prints = dict(splits.fingerprints)
+        prints["test"] = test.fingerprint()
+        splits = Splits(parts, prints, splits.seed, {**splits.ratios, "test": None}, splits.stratify,
+                        splits.source_fingerprint, splits.dropped_rare)
+    return splits
+
+
+class TerminalProgress:
+    """A one-line progress bar with ETA, loss and tokens/s for the terminal."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.start, self.loss, self.tps = stream, time.time(), None, None
+
+    def __call__(self, entry: dict) -> None:
+        step, total = entry.get("step", 0), max(1, entry.get("max_steps") or 1)
+        self.loss = entry.get("loss", self.loss)
+        self.tps = entry.get("tokens_per_s", self.tps)
+        done = step / total
+        elapsed = time.time() - self.start
+        eta = elapsed / done - elapsed if done > 0 else 0
+        bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
+        extra = (f" loss {self.loss:.4f}" if isinstance(self.loss, (int, float)) else "") + (
+            f" {self.tps:,.0f} tok/s" if self.tps else "")
+        self.stream.write(f"\r[{bar}] {step}/{total} ETA {eta:4.0f}s{extra}   ")
+        self.stream.flush()
+        if step >= total:
+            self.stream.write("\n")
+
+
+def finetune(cfg: ExperimentConfig, progress: bool = False, stop: threading.Event | None = None,
+             on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train the experiment's model on its data; returns the run's result."""
+    callback = on_log
+    if progress:
+        bar = TerminalProgress()
+        callback = (lambda e: (bar(e), on_log(e))) if on_log else bar
+    if cfg.model.task == "causal-lm" and cfg.data.format == "corpus" and cfg.model.name_or_path.startswith("scratch"):
+        corpus = load_dataset(cfg.data.source, **cfg.data.load_kwargs())
+        preset = cfg.model.name_or_path.partition(":")[2] or "small"
+        return pretrain(corpus, cfg.train.output_dir, cfg.train, preset=preset, stop=stop, on_log=callback)
+    splits = experiment_splits(cfg)
+    return run_training(splits["train"], splits.parts.get("validation"), cfg.model, cfg.train, cfg.lora, cfg.quant,
+                        stop=stop, on_log=callback)
