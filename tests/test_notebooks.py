@@ -16,7 +16,7 @@ NOTEBOOKS = [p for p in NOTEBOOKS if ".ipynb_checkpoints" not in p.parts]
 
 
 def test_there_are_notebooks():
-    assert {"01_explore_dataset.ipynb", "02_tokenization.ipynb"} <= {p.name for p in NOTEBOOKS}
+    assert {"01_explore_dataset.ipynb", "02_tokenization.ipynb", "03_finetune.ipynb"} <= {p.name for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -78,3 +78,22 @@ def test_tokenization_notebook_on_it_support(tmp_path):
                          tokenizers="kb-bpe", max_length=256)
     assert "template fallback" in text and "longer than max_length=256" in text
     assert "wb-trained" in html  # the answer tokens are highlighted
+
+
+def test_finetune_notebook_on_a_tiny_llama(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny import bpe_tokenizer
+    from workbench import presets
+
+    tok = bpe_tokenizer(vocab_size=600)
+    base = presets.save_base_model(presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id,
+                                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+                                   tok, tmp_path / "base")
+    text, _, pngs = _run(tmp_path, "03_finetune.ipynb", source="../datasets/it_support/tickets.jsonl",
+                         eval_split="", stratify="category", name_or_path=str(base), task="causal-lm", method="lora",
+                         output_dir=str(tmp_path / "run"), max_steps=6, learning_rate=3e-3, batch_size=4,
+                         max_length=512, logging_steps=2)
+    assert "succeeded: step 6/6" in text and "eval_loss" in text and pngs == 1
+    assert (tmp_path / "run" / "training_curves.png").exists() and (tmp_path / "run" / "model").exists()

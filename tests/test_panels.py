@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -132,3 +134,81 @@ def test_token_panel_shows_errors_instead_of_raising():
     p = TokenPanel(ds, {"words": tok}, TokenConfig(sample=None))
     p.template.value = "chat"  # this tokenizer has no chat template
     assert "wb-error" in p.table.value and "has no chat template" in p.table.value
+
+
+def _stub_run(steps=50):
+    """A stand-in for run_training that logs steps and honours Stop, like the real one."""
+    import threading
+    import time as _time
+
+    from workbench.train import TrainResult
+
+    seen = {}
+
+    def run(train, eval, model, cfg, lora, quant, stop: threading.Event, on_log):
+        seen.update(model=model, cfg=cfg, lora=lora)
+        start = 0 if not cfg.resume else seen.get("stopped_at", 0)
+        for step in range(start + 1, steps + 1):
+            on_log({"step": step, "max_steps": steps, "loss": 3.0 / step, "tokens_per_s": 1000.0, "memory_mb": 512})
+            if step % 10 == 0:
+                on_log({"step": step, "max_steps": steps, "eval_loss": 2.5 / step})
+            _time.sleep(0.002)
+            if stop.is_set():
+                seen["stopped_at"] = step
+                return TrainResult(Path("runs/x"), None, {"train_loss": 0.1}, "stopped", step, steps)
+        return TrainResult(Path("runs/x"), None, {"train_loss": 0.1, "eval_loss": 0.05}, "succeeded", steps, steps)
+
+    return run, seen
+
+
+def test_train_panel_start_runs_in_a_thread_with_the_form_settings(tickets):
+    from workbench.config import ModelConfig, TrainConfig
+    from workbench.panels import TrainPanel
+
+    run, seen = _stub_run()
+    p = TrainPanel(tickets, None, ModelConfig(name_or_path="base", task="causal-lm"), TrainConfig(), run=run,
+                   plot_every=0)
+    p.method.value = "qlora"
+    p.rank.value = 8
+    p.lr.value = 1e-3
+    p.start_btn.click()
+    p.wait()
+    assert seen["model"].method == "qlora" and seen["lora"].r == 8 and seen["cfg"].learning_rate == pytest.approx(1e-3)
+    assert p.progress.value == 50 and "succeeded" in p.status.value
+    assert "tokens/s" in p.progress_text.value and "memory 512 MB" in p.progress_text.value
+    assert bytes(p.curves.value).startswith(b"\x89PNG")
+    assert not p.start_btn.disabled and p.stop_btn.disabled
+
+
+def test_train_panel_stop_mid_run_then_resume(tickets):
+    import threading
+
+    from workbench.config import ModelConfig, TrainConfig
+    from workbench.panels import TrainPanel
+
+    run, seen = _stub_run(steps=2000)
+    p = TrainPanel(tickets, None, ModelConfig(name_or_path="base", task="causal-lm"), TrainConfig(), run=run)
+    p.start()
+    while p.progress.value < 20:  # the kernel's thread stays free while training runs
+        threading.Event().wait(0.005)
+    p.stop_btn.click()
+    p.wait()
+    assert "stopped" in p.status.value and 20 <= seen["stopped_at"] < 2000
+    p.resume_btn.click()
+    p.wait()
+    assert seen["cfg"].resume is True and "succeeded" in p.status.value and p.progress.value == 2000
+
+
+def test_train_panel_shows_training_errors(tickets):
+    from workbench.config import ModelConfig
+    from workbench.panels import TrainPanel
+    from workbench.train import TrainingError
+
+    def broken(*a, **kw):
+        raise TrainingError("3 examples would train on nothing")
+
+    p = TrainPanel(tickets, None, ModelConfig(name_or_path="base", task="causal-lm"), run=broken)
+    p.start()
+    p.wait()
+    assert "wb-error" in p.status.value and "would train on nothing" in p.status.value
+    assert isinstance(p.error, TrainingError) and not p.start_btn.disabled

@@ -67,3 +67,26 @@ def stairs_histogram(hists: dict[str, tuple], title: str, xlabel: str, limit: in
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def training_curves(log: list[dict]):
+    """Training loss (and evaluation loss and accuracy, when logged) against the step."""
+    train = [(e["step"], e["loss"]) for e in log if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
+    accs = [(e["step"], e["eval_accuracy"]) for e in log if "eval_accuracy" in e]
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    if train:
+        ax.plot(*zip(*train), label="train loss", color="#4c72b0")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss", color="#dd8452")
+    ax.set_xlabel("step", fontsize=9)
+    ax.set_ylabel("loss", fontsize=9)
+    if accs:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*accs), "s--", label="eval accuracy", color="#55a868")
+        ax2.set_ylabel("accuracy", fontsize=9)
+        ax2.legend(fontsize=7, loc="center right")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("training", fontsize=10)
+    fig.tight_layout()
+    return fig

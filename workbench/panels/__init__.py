@@ -4,5 +4,6 @@ Core callables are passed in so tests can hand panels stubs."""
 
 from .dataset import DatasetPanel
 from .tokens import TokenPanel
+from .train import TrainPanel
 
-__all__ = ["DatasetPanel", "TokenPanel"]
+__all__ = ["DatasetPanel", "TokenPanel", "TrainPanel"]

@@ -1,0 +1,161 @@
+"""TrainPanel: a form for a run, Start / Stop / Resume, live progress, curves and throughput."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from dataclasses import replace
+from typing import Callable
+
+import ipywidgets as widgets
+
+from ..config import LoraConfig, ModelConfig, QuantConfig, TrainConfig
+from ..data.load import LoadedDataset
+from ..plots import to_png, training_curves
+from ..train import run_training
+from .base import Panel
+
+
+class TrainPanel(Panel):
+    """Train a model on a split and watch it learn.
+
+    Args:
+        train, eval: The splits.
+        model, train_cfg, lora, quant: Starting settings; the form edits a copy.
+        run: The training function (``workbench.train.run_training``; tests pass a stub).
+        plot_every: Seconds between curve redraws while training.
+    """
+
+    def __init__(self, train: LoadedDataset, eval: LoadedDataset | None, model: ModelConfig = ModelConfig(),
+                 train_cfg: TrainConfig = TrainConfig(), lora: LoraConfig = LoraConfig(),
+                 quant: QuantConfig = QuantConfig(), run: Callable = run_training, plot_every: float = 2.0):
+        self.train_ds, self.eval_ds = train, eval
+        self.model_cfg, self.train_cfg, self.lora_cfg, self.quant_cfg = model, train_cfg, lora, quant
+        self._run, self.plot_every = run, plot_every
+        self.stop_event = threading.Event()
+        self.log: list[dict] = []
+        self.result = None
+        self.error: BaseException | None = None
+        self._started = 0.0
+        self._last_plot = 0.0
+
+        self.method = widgets.ToggleButtons(options=["full", "lora", "qlora"], value=model.method, description="method")
+        self.rank = widgets.IntSlider(value=lora.r, min=1, max=128, description="LoRA rank")
+        self.lr = widgets.FloatLogSlider(value=train_cfg.learning_rate, base=10, min=-6, max=-1, step=0.1,
+                                         description="learning rate", readout_format=".1e")
+        self.epochs = widgets.BoundedFloatText(value=train_cfg.epochs, min=0.05, max=100, step=0.5, description="epochs")
+        self.max_steps = widgets.IntText(value=train_cfg.max_steps, description="max steps")
+        self.batch = widgets.BoundedIntText(value=train_cfg.batch_size, min=1, max=4096, description="batch size")
+        self.max_length = widgets.BoundedIntText(value=train_cfg.max_length, min=8, max=131072, description="max length")
+        self.start_btn = widgets.Button(description="Start", button_style="success", icon="play")
+        self.stop_btn = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.resume_btn = widgets.Button(description="Resume", icon="forward")
+        for b, cls in ((self.start_btn, "wb-start"), (self.stop_btn, "wb-stop"), (self.resume_btn, "wb-resume")):
+            b.add_class(cls)
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="steps")
+        self.progress_text = widgets.HTML()
+        self.progress_text.add_class("wb-train-progress")
+        self.status = widgets.HTML("<i>Not started.</i>")
+        self.status.add_class("wb-train-status")
+        self.curves = widgets.Image(format="png")
+        self.curves.add_class("wb-curves")
+
+        self.start_btn.on_click(lambda _: self.start(resume=False))
+        self.resume_btn.on_click(lambda _: self.start(resume=True))
+        self.stop_btn.on_click(lambda _: self.stop())
+        form = widgets.VBox([self.method, widgets.HBox([self.rank, self.lr]),
+                             widgets.HBox([self.epochs, self.max_steps]), widgets.HBox([self.batch, self.max_length])])
+        self.widget = widgets.VBox([
+            widgets.HTML(f"<b>Train</b> {html.escape(model.name_or_path)} ({model.task}) on "
+                         f"{len(train):,} rows of {html.escape(train.source)}"
+                         + (f", evaluating on {len(eval):,}" if eval is not None else "")),
+            form, widgets.HBox([self.start_btn, self.stop_btn, self.resume_btn]),
+            widgets.HBox([self.progress, self.progress_text]), self.status, self.curves,
+        ])
+        self.widget.add_class("wb-train-panel")
+
+    # ------------------------------------------------------------------ actions
+
+    def configs(self) -> tuple[ModelConfig, TrainConfig, LoraConfig]:
+        """The settings the form holds now."""
+        model = replace(self.model_cfg, method=self.method.value)
+        train = replace(self.train_cfg, learning_rate=self.lr.value, epochs=self.epochs.value,
+                        max_steps=self.max_steps.value, batch_size=self.batch.value, max_length=self.max_length.value)
+        return model, train, replace(self.lora_cfg, r=self.rank.value)
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in getattr(self, "_threads", []))
+
+    def start(self, resume: bool = False):
+        """Train in a worker thread (the kernel stays free, so Stop can be clicked)."""
+        if self.running:
+            return None
+        model, train, lora = self.configs()
+        train = replace(train, resume=resume)
+        self.stop_event.clear()
+        self.error, self.result = None, None
+        if not resume:
+            self.log = []
+        self._started = time.time()
+        self.start_btn.disabled = self.resume_btn.disabled = True
+        self.stop_btn.disabled = False
+        self.status.value = "<i>Loading the model…</i>" if not resume else "<i>Resuming from the last checkpoint…</i>"
+
+        def work():
+            try:
+                self.result = self._run(self.train_ds, self.eval_ds, model, train, lora, self.quant_cfg,
+                                        stop=self.stop_event, on_log=self.on_log)
+                r = self.result
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in r.metrics.items()
+                                  if (k.startswith("eval_") or k == "train_loss") and isinstance(v, (int, float)))
+                self.status.value = (f"<b class='wb-run-status'>{r.status}</b> at step {r.global_step}/{r.max_steps}"
+                                     f" · {html.escape(shown)} · run folder <code>{html.escape(str(r.run_dir))}</code>")
+            except BaseException as e:  # noqa: BLE001 - shown in the panel; a thread must not die silently
+                self.error = e
+                self.status.value = self.error_html(e)
+            finally:
+                self.stop_btn.disabled = True
+                self.start_btn.disabled = self.resume_btn.disabled = False
+                self._plot(force=True)
+
+        return self._start(work, "train")
+
+    def stop(self) -> None:
+        """Ask the run to stop at the next step (it writes a checkpoint; Resume continues)."""
+        self.stop_event.set()
+        self.stop_btn.disabled = True
+        self.status.value = "<i>Stopping at the next step…</i>"
+
+    # ------------------------------------------------------------------ progress
+
+    def on_log(self, entry: dict) -> None:
+        """Called from the training thread for every step (progress) and every logging step."""
+        step, total = int(entry.get("step", 0)), int(entry.get("max_steps") or 0)
+        if total:
+            self.progress.max = total
+        self.progress.value = min(step, self.progress.max)
+        if not entry.get("progress"):
+            self.log.append(entry)
+        elapsed = time.time() - self._started
+        rate = step / elapsed if elapsed > 0 and step else 0
+        eta = (total - step) / rate if rate else float("nan")
+        last = next((e for e in reversed(self.log) if "loss" in e), {})
+        parts = [f"step {step}/{total}", f"ETA {eta:,.0f} s" if eta == eta else "ETA …"]
+        if "loss" in last:
+            parts.append(f"loss {last['loss']:.4f}")
+        if last.get("tokens_per_s"):
+            parts.append(f"{last['tokens_per_s']:,.0f} tokens/s")
+        if last.get("memory_mb"):
+            parts.append(f"memory {last['memory_mb']:,.0f} MB")
+        self.progress_text.value = " · ".join(parts)
+        self._plot()
+
+    def _plot(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_plot < self.plot_every:
+            return
+        self._last_plot = now
+        if any("loss" in e or "eval_loss" in e for e in self.log):
+            self.curves.value = to_png(training_curves(self.log))
