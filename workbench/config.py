@@ -375,3 +375,29 @@ class ExperimentConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """How models are compared: decoding, metrics, the bootstrap."""
+
+    max_new_tokens: int = 128
+    """Longest generated answer in tokens."""
+    do_sample: bool = False
+    """Greedy decoding (False) or sampling (True)."""
+    temperature: float = 0.7
+    """Sampling temperature (with ``do_sample``)."""
+    top_p: float = 0.9
+    """Nucleus sampling mass (with ``do_sample``)."""
+    seed: int = 0
+    """Seed of sampling and of the bootstrap."""
+    batch_size: int = 16
+    """Examples per forward pass."""
+    max_examples: int | None = None
+    """Score at most this many test examples (a seeded sample); None for all."""
+    metrics: list[str] = field(default_factory=lambda: ["rouge_l", "token_f1", "bleu", "chrf", "exact_match"])
+    """Generation metrics by name (see workbench.metrics)."""
+    bootstrap_resamples: int = 2000
+    """Resamples of the paired bootstrap."""
+    confidence: float = 0.95
+    """Confidence level of the intervals."""

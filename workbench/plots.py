@@ -90,3 +90,24 @@ def training_curves(log: list[dict]):
     ax.set_title("training", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def confusion_plot(matrix, labels: list[str], title: str = "confusion", top: int = 30):
+    """A confusion-matrix heat map (rows: true, columns: predicted), limited to the ``top`` most confused labels."""
+    m = np.asarray(matrix, dtype=float)
+    if len(labels) > top:
+        off = m.copy()
+        np.fill_diagonal(off, 0)
+        keep = np.argsort(-(off.sum(0) + off.sum(1)))[:top]
+        keep.sort()
+        m, labels = m[np.ix_(keep, keep)], [labels[i] for i in keep]
+    fig, ax = plt.subplots(figsize=(min(10, 2 + 0.25 * len(labels)), min(10, 2 + 0.25 * len(labels))))
+    rows = m.sum(1, keepdims=True)
+    ax.imshow(np.divide(m, rows, out=np.zeros_like(m), where=rows > 0), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

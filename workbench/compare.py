@@ -1,0 +1,350 @@
+"""Run several models on the same examples and compare them, with intervals.
+
+Classification: each model (a trained run folder, a merged export, the frozen-encoder probe)
+predicts the test split; the comparison has accuracy and macro-F1 per model, per-class
+tables, confusion matrices, the most confused pairs, and for every model against the
+reference a paired bootstrap interval of the accuracy difference with win/tie/loss counts.
+
+Generation: each causal LM (a base, an adapter, a merged export) answers the same prompts,
+formatted with its own tokenizer's chat template (or the fallback template); outputs are
+aligned per example with latency and tokens/s, scored with the metrics named in
+``CompareConfig.metrics`` and the perplexity of the reference answers, and compared with the
+reference model by paired bootstrap. Decoding settings are recorded with the results.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+from .config import CompareConfig, QuantConfig, TokenConfig
+from .data.load import LoadedDataset
+from .files import atomic_write_text
+
+Predictor = Callable[[list[str]], list[str]]
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def classifier_predictor(path: str | Path, device: str = "cpu", batch_size: int = 64, max_length: int = 128) -> Predictor:
+    """A function from texts to predicted labels for a trained classifier folder."""
+    import torch
+
+    from .models import load_classifier
+    from .tokens import load_tokenizer
+
+    model, labels = load_classifier(path, device)
+    tok = load_tokenizer(path)
+
+    def predict(texts: list[str]) -> list[str]:
+        out: list[str] = [""] * len(texts)
+        order = np.argsort([len(t) for t in texts])
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                idx = order[i:i + batch_size]
+                enc = tok([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt").to(device)
+                pred = model(**enc).logits.argmax(-1).tolist()
+                for j, p in zip(idx, pred):
+                    out[j] = labels[p]
+        return out
+
+    return predict
+
+
+@dataclass(frozen=True)
+class ClassificationComparison:
+    """Models compared on one labelled test split."""
+
+    examples: pd.DataFrame
+    """text, label, then ``pred:<model>`` and ``correct:<model>`` per model."""
+    metrics: pd.DataFrame
+    """Per model: accuracy (with interval), macro-F1, seconds, examples/s."""
+    differences: pd.DataFrame
+    """Per model against the reference: accuracy difference, interval, p-value, wins/ties/losses."""
+    reports: dict[str, pd.DataFrame]
+    confusion: dict[str, np.ndarray]
+    most_confused: dict[str, list]
+    labels: list[str]
+    reference: str
+    settings: dict = field(default_factory=dict)
+
+
+def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], reference: str | None = None,
+                        cfg: CompareConfig = CompareConfig()) -> ClassificationComparison:
+    """Predict ``test`` with every model and compare them (see the module docstring)."""
+    if test.format != "classification":
+        raise ValueError(f"{test.source} is {test.format}, not classification data")
+    test = _sample(test, cfg)
+    texts = test.frame["text"].tolist()
+    gold = [str(x) for x in test.frame["label"]]
+    labels = sorted(set(gold))
+    examples = pd.DataFrame({"where": [test.where(i) for i in range(len(test))], "text": texts, "label": gold})
+    rows, reports, confusion, confused = [], {}, {}, {}
+    for name, predict in predictors.items():
+        start = time.perf_counter()
+        pred = [str(p) for p in predict(texts)]
+        seconds = time.perf_counter() - start
+        correct = np.array([p == g for p, g in zip(pred, gold)], dtype=float)
+        examples[f"pred:{name}"] = pred
+        examples[f"correct:{name}"] = correct
+        lo, hi = _interval(correct, cfg)
+        rows.append({"model": name, "accuracy": correct.mean(), "accuracy_low": lo, "accuracy_high": hi,
+                     "macro_f1": M.macro_f1(gold, pred), "examples": len(gold), "seconds": seconds,
+                     "examples_per_s": len(gold) / seconds if seconds else float("nan")})
+        reports[name] = M.classification_report(gold, pred, labels)
+        confusion[name] = M.confusion_matrix(gold, pred, labels)
+        confused[name] = M.most_confused(gold, pred, labels, top=10)
+    table = pd.DataFrame(rows).set_index("model")
+    reference = reference or next(iter(predictors))
+    diffs = _differences({n: examples[f"correct:{n}"].to_numpy() for n in predictors}, reference, cfg, "accuracy")
+    return ClassificationComparison(examples, table, diffs, reports, confusion, confused, labels, reference,
+                                    {"bootstrap_resamples": cfg.bootstrap_resamples, "confidence": cfg.confidence,
+                                     "seed": cfg.seed})
+
+
+def _sample(ds: LoadedDataset, cfg: CompareConfig) -> LoadedDataset:
+    if cfg.max_examples is None or len(ds) <= cfg.max_examples:
+        return ds
+    rows = np.sort(np.random.default_rng(cfg.seed).choice(len(ds), cfg.max_examples, replace=False))
+    return ds.with_frame(ds.frame.iloc[rows])
+
+
+def _interval(scores: np.ndarray, cfg: CompareConfig) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean."""
+    r = M.paired_bootstrap(np.zeros_like(scores), scores, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
+                           confidence=cfg.confidence)
+    return r.ci_low, r.ci_high
+
+
+def _differences(scores: dict[str, np.ndarray], reference: str, cfg: CompareConfig, metric: str) -> pd.DataFrame:
+    rows = []
+    base = scores[reference]
+    for name, s in scores.items():
+        if name == reference:
+            continue
+        b = M.paired_bootstrap(base, s, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed, confidence=cfg.confidence)
+        wins, ties, losses = M.win_tie_loss(base, s)
+        rows.append({"model": name, "versus": reference, "metric": metric, "difference": b.difference,
+                     "ci_low": b.ci_low, "ci_high": b.ci_high, "p_value": b.p_value,
+                     "significant": bool(b.ci_low > 0 or b.ci_high < 0), "wins": wins, "ties": ties,
+                     "losses": losses})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    new_tokens: int
+    seconds: float
+
+
+def load_generator(path: str | Path, device: str = "cpu"):
+    """A causal LM for comparison: an adapter trained with QLoRA is evaluated on its 4-bit base, as trained."""
+    from .models import load_causal_lm
+
+    info = Path(path) / "workbench.json"
+    method = json.loads(info.read_text()).get("method") if info.exists() else None
+    return load_causal_lm(path, device, quant=QuantConfig() if method == "qlora" else None)
+
+
+def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareConfig()) -> list[Generation]:
+    """Generate an answer for each already formatted prompt (batched, left-padded)."""
+    import torch
+
+    device = next(model.parameters()).device
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    out: list[Generation] = [Generation("", 0, 0.0)] * len(prompts)
+    torch.manual_seed(cfg.seed)
+    try:
+        for i in range(0, len(prompts), cfg.batch_size):
+            batch = prompts[i:i + cfg.batch_size]
+            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            kwargs = {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample, "use_cache": True,
+                      "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+            if cfg.do_sample:
+                kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
+            start = time.perf_counter()
+            with torch.no_grad():
+                ids = model.generate(**enc, **kwargs)
+            seconds = time.perf_counter() - start
+            new = ids[:, enc["input_ids"].shape[1]:]
+            for j, row in enumerate(new):
+                tokens = row.tolist()
+                if tokenizer.eos_token_id in tokens:
+                    tokens = tokens[:tokens.index(tokenizer.eos_token_id)]
+                tokens = [t for t in tokens if t != tokenizer.pad_token_id]
+                out[i + j] = Generation(tokenizer.decode(tokens, skip_special_tokens=True).strip(), len(tokens),
+                                        seconds / len(batch))
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def prompts_and_references(ds: LoadedDataset, tokenizer, token_cfg: TokenConfig = TokenConfig()):
+    """Generation prompts (all turns before the last answer, formatted) and the reference answers."""
+    from .tokens import generation_prompt, to_messages
+
+    prompts, refs = [], []
+    for rec in ds.frame[list(ds.fields)].to_dict("records"):
+        msgs = to_messages(rec, ds.format)
+        last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        prompts.append(generation_prompt(msgs[:last], tokenizer, token_cfg))
+        refs.append(msgs[last]["content"])
+    return prompts, refs
+
+
+@dataclass(frozen=True)
+class GenerationComparison:
+    """Causal LMs compared on one test split."""
+
+    examples: pd.DataFrame
+    """prompt (user turn), reference, then ``output:<model>`` and one column per metric per model."""
+    metrics: pd.DataFrame
+    """Per model: each metric's mean and interval, reference perplexity, latency, tokens/s."""
+    differences: pd.DataFrame
+    """Per model and metric against the reference: difference, interval, p-value, wins/ties/losses."""
+    reference: str
+    settings: dict
+
+
+def compare_generators(test: LoadedDataset, models: dict[str, str | Path], reference: str | None = None,
+                       cfg: CompareConfig = CompareConfig(), device: str = "cpu",
+                       loader: Callable = load_generator) -> GenerationComparison:
+    """Generate with every model on ``test`` and compare (see the module docstring)."""
+    test = _sample(test, cfg)
+    from .tokens import to_messages
+
+    users = [to_messages(r, test.format)[0]["content"] if test.format != "corpus" else r["text"]
+             for r in test.frame[list(test.fields)].to_dict("records")]
+    examples = pd.DataFrame({"where": [test.where(i) for i in range(len(test))], "prompt": users})
+    rows, per_metric = [], {m: {} for m in cfg.metrics + ["reference_nll"]}
+    refs = None
+    for name, path in models.items():
+        model, tok = loader(path, device)
+        prompts, refs = prompts_and_references(test, tok)
+        gens = generate(model, tok, prompts, cfg)
+        outputs = [g.text for g in gens]
+        examples[f"output:{name}"] = outputs
+        scores = M.score_generations(refs, outputs, cfg.metrics)
+        for m in cfg.metrics:
+            examples[f"{m}:{name}"] = scores[m].to_numpy()
+            per_metric[m][name] = scores[m].to_numpy()
+        ppl = M.perplexity_of_references(model, tok, prompts, refs, batch_size=cfg.batch_size, device=device)
+        nll_per_token = np.asarray(ppl.nll) / np.maximum(np.asarray(ppl.tokens), 1)
+        examples[f"reference_nll:{name}"] = nll_per_token
+        per_metric["reference_nll"][name] = -nll_per_token  # higher is better, like the other metrics
+        seconds = sum(g.seconds for g in gens)
+        row = {"model": name, "reference_perplexity": ppl.perplexity, "examples": len(gens),
+               "seconds_per_example": seconds / max(1, len(gens)),
+               "tokens_per_s": sum(g.new_tokens for g in gens) / seconds if seconds else float("nan"),
+               "answer_tokens_mean": float(np.mean([g.new_tokens for g in gens])) if gens else 0.0}
+        for m in cfg.metrics:
+            lo, hi = _interval(per_metric[m][name], cfg)
+            row.update({m: float(per_metric[m][name].mean()), f"{m}_low": lo, f"{m}_high": hi})
+        rows.append(row)
+        del model
+    examples.insert(2, "reference", refs or [])
+    reference = reference or next(iter(models))
+    diffs = pd.concat([_differences(per_metric[m], reference, cfg, m) for m in per_metric], ignore_index=True)
+    settings = {"decoding": {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
+                             "temperature": cfg.temperature if cfg.do_sample else None,
+                             "top_p": cfg.top_p if cfg.do_sample else None, "seed": cfg.seed},
+                "bootstrap_resamples": cfg.bootstrap_resamples, "confidence": cfg.confidence,
+                "models": {k: str(v) for k, v in models.items()}, "test": test.source, "examples": len(test)}
+    return GenerationComparison(examples, pd.DataFrame(rows).set_index("model"), diffs, reference, settings)
+
+
+def disagreement(comparison: GenerationComparison, metric: str = "rouge_l") -> pd.DataFrame:
+    """Examples sorted by how much the models' scores on ``metric`` differ (largest first)."""
+    cols = [c for c in comparison.examples.columns if c.startswith(f"{metric}:")]
+    ex = comparison.examples.copy()
+    ex["spread"] = ex[cols].max(axis=1) - ex[cols].min(axis=1) if cols else 0.0
+    return ex.sort_values("spread", ascending=False)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def _png_tag(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def markdown_table(frame: pd.DataFrame, index: bool = True, digits: int = 4) -> str:
+    """A pipe table (pandas' to_markdown needs the tabulate package; this does not)."""
+    df = frame.reset_index() if index else frame
+    fmt = lambda v: f"{v:.{digits}g}" if isinstance(v, float) else str(v)  # noqa: E731
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def report_markdown(comparison, title: str = "Comparison") -> str:
+    """The comparison as Markdown: metric table, differences with intervals, settings."""
+    parts = [f"# {title}", "", "## Metrics", "", markdown_table(comparison.metrics), "",
+             f"## Differences against {comparison.reference}", ""]
+    parts.append(markdown_table(comparison.differences, index=False) if len(comparison.differences)
+                 else "(one model only)")
+    if isinstance(comparison, ClassificationComparison):
+        for name, pairs in comparison.most_confused.items():
+            parts += ["", f"### Most confused: {name}", ""]
+            parts += [f"- {t} → {p}: {n}" for t, p, n in pairs[:10]]
+    parts += ["", "## Settings", "", "```json", json.dumps(comparison.settings, indent=2, default=str), "```", ""]
+    return "\n".join(parts)
+
+
+def report_html(comparison, title: str = "Comparison") -> str:
+    """A standalone HTML page: tables, plots (embedded PNG), per-example samples."""
+    from . import plots
+
+    body = [f"<h1>{html.escape(title)}</h1>", "<h2>Metrics</h2>", comparison.metrics.round(4).to_html(),
+            f"<h2>Differences against {html.escape(comparison.reference)}</h2>",
+            comparison.differences.round(4).to_html(index=False) if len(comparison.differences) else "<p>one model</p>"]
+    if isinstance(comparison, ClassificationComparison):
+        for name, matrix in comparison.confusion.items():
+            body.append(f"<h3>Confusion: {html.escape(name)}</h3>")
+            body.append(_png_tag(plots.to_png(plots.confusion_plot(matrix, comparison.labels, name)), name))
+            body.append(comparison.reports[name].round(3).to_html())
+        sample = comparison.examples.head(50)
+    else:
+        sample = disagreement(comparison).head(30)
+    body += ["<h2>Examples</h2>", sample.to_html(index=False), "<h2>Settings</h2>",
+             f"<pre>{html.escape(json.dumps(comparison.settings, indent=2, default=str))}</pre>"]
+    style = "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}" \
+            "td,th{border:1px solid #ccc;padding:2px 6px}</style>"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{style}</head>" \
+           f"<body>{''.join(body)}</body></html>"
+
+
+def write_report(comparison, out_dir: str | Path, title: str = "Comparison") -> dict[str, Path]:
+    """Write report.html, report.md, metrics.csv, differences.csv and examples.jsonl into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "metrics": out / "metrics.csv",
+             "differences": out / "differences.csv", "examples": out / "examples.jsonl"}
+    atomic_write_text(paths["html"], report_html(comparison, title))
+    atomic_write_text(paths["markdown"], report_markdown(comparison, title))
+    atomic_write_text(paths["metrics"], comparison.metrics.to_csv())
+    atomic_write_text(paths["differences"], comparison.differences.to_csv(index=False))
+    atomic_write_text(paths["examples"], comparison.examples.to_json(orient="records", lines=True, force_ascii=False))
+    return paths
+
+
+__all__ = ["ClassificationComparison", "GenerationComparison", "classifier_predictor", "compare_classifiers",
+           "compare_generators", "disagreement", "generate", "load_generator", "prompts_and_references",
+           "report_html", "report_markdown", "write_report"]
