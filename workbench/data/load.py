@@ -337,6 +337,11 @@ def load_dataset(
         DatasetError: in strict mode for any error; in any mode when nothing usable is left
             or the source cannot be found or read.
     """
+    if reader is None and not isinstance(source, pd.DataFrame):
+        from .documents import ingest_documents, is_document_source  # here: documents imports this module
+
+        if is_document_source(source):  # PDFs, HTML, Markdown, DOCX: chunked into a corpus
+            return ingest_documents(source, strict=strict).corpus
     opts = {"reader": reader, "encoding": encoding, "delimiter": delimiter, "field": field, "text_unit": text_unit}
     tables, label, notes = _read_source(source, split, opts)
     problems: list[Problem] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from ...config import ConfigError, DocumentConfig  # noqa: F401 - DocumentConfig re-exported
 from ..problems import Problem
 
 #: Problem kinds that documents add to ``workbench.data.problems.PROBLEM_KINDS``.
@@ -135,38 +136,6 @@ class ChunkStats:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class DocumentConfig:
-    """How documents are cut into corpus chunks (the notebook's parameters, minus paths).
-
-    Attributes:
-        tokenizer: ``"whitespace"`` to count words, or a local folder holding a Hugging Face
-            tokenizer (loaded with ``AutoTokenizer.from_pretrained``). A tokenizer object can
-            also be handed to ``ingest_documents(tokenizer=...)`` directly.
-        chunk_size: Most tokens in a chunk; None keeps each section whole.
-        overlap: Tokens repeated from the end of one chunk at the start of the next chunk of
-            the same section, so text cut at a boundary is seen whole once. Must be smaller
-            than half of ``chunk_size``.
-    """
-
-    tokenizer: str = "whitespace"
-    chunk_size: int | None = 256
-    overlap: int = 32
-
-    def __post_init__(self):
-        if not isinstance(self.tokenizer, str) or not self.tokenizer:
-            raise ValueError("tokenizer must be 'whitespace' or the path of a local tokenizer folder; "
-                             "pass a tokenizer object as ingest_documents(tokenizer=...).")
-        if self.chunk_size is not None and (not isinstance(self.chunk_size, int) or self.chunk_size < 8):
-            raise ValueError(f"chunk_size must be an integer of at least 8 tokens, or None; got {self.chunk_size!r}.")
-        if not isinstance(self.overlap, int) or self.overlap < 0:
-            raise ValueError(f"overlap must be a non-negative integer; got {self.overlap!r}.")
-        if self.chunk_size is not None and self.overlap * 2 >= self.chunk_size:
-            raise ValueError(f"overlap ({self.overlap}) must be less than half of chunk_size ({self.chunk_size}), "
-                             "so that every chunk moves forward; "
-                             f"try overlap={self.chunk_size // 8}.")
 
 
 class FileError(Exception):

@@ -65,6 +65,17 @@ def sniff(head: bytes) -> str:
     return "binary" if sample and controls / len(sample) > 0.1 else "text"
 
 
+_DESCRIPTIONS = {"pdf": "a PDF", "html": "an HTML page", "zip": "a ZIP package (such as .docx)",
+                 "ole": "an Office 97-2003 file", "text": "plain text", "binary": "binary data", "rtf": "RTF",
+                 "png image": "a PNG image", "jpeg image": "a JPEG image", "gif image": "a GIF image",
+                 "gzip archive": "a gzip archive"}
+
+
+def describe(kind: str) -> str:
+    """A ``sniff`` result in words, for messages ("a PDF", "plain text")."""
+    return _DESCRIPTIONS.get(kind, kind)
+
+
 def _ascii_view(head: bytes, bom: bytes) -> bytes:
     """The start of a UTF-16/32 file as ASCII bytes, for pattern checks."""
     try:

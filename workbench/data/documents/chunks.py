@@ -2,11 +2,12 @@
 
 A *section* is a heading and the blocks up to the next heading; a heading with nothing
 under it (a chapter title straight before its first subsection) is carried into the next
-section's text, so no chunk is a lone heading. Chunks never cross a section boundary.
+section's text, so no chunk is a lone heading (except a heading that ends a document, kept
+so that its words are not lost). Chunks never cross a section boundary.
 Inside a section the cut is placed, within the last half of the token budget, at the
 strongest boundary available: between blocks (paragraphs, list items), else after a
 sentence, else between words; consecutive chunks of one section share ``overlap`` tokens,
-starting at a word.
+starting at a word (a word longer than the overlap is shared whole, up to twice the overlap).
 
 Tokens come from any Hugging Face tokenizer (a fast one's offset mapping says where each
 token lies in the text; a slow one is applied word by word), a ``tokenizers.Tokenizer``,
@@ -82,7 +83,7 @@ def token_counter(tokenizer=None) -> TokenCounter:
     """A ``TokenCounter`` for ``tokenizer``.
 
     Args:
-        tokenizer: None or ``"whitespace"`` (words); a local folder with a Hugging Face
+        tokenizer: None or ``"whitespace"`` (words); a preset name (``kb-bpe``, ``minilm``); a local folder with a Hugging Face
             tokenizer (``AutoTokenizer.from_pretrained``, offline); a Hugging Face tokenizer
             object; or a ``tokenizers.Tokenizer``.
 
@@ -93,6 +94,11 @@ def token_counter(tokenizer=None) -> TokenCounter:
         return TokenCounter()
     if isinstance(tokenizer, TokenCounter):
         return tokenizer
+    if isinstance(tokenizer, str) and not Path(tokenizer).expanduser().is_dir():
+        from ...presets import BUILTIN_TOKENIZERS
+
+        if tokenizer in BUILTIN_TOKENIZERS:
+            tokenizer = BUILTIN_TOKENIZERS[tokenizer]()
     if isinstance(tokenizer, (str, Path)):
         path = Path(tokenizer).expanduser()
         if not path.is_dir():
@@ -262,9 +268,18 @@ def chunk_text(counter: TokenCounter, blocks: list[Block], chunk_size: int | Non
             out.append(Chunk(piece, tokens, *where(word_start[i])))
         if j >= n:
             break
+        # The next chunk starts ``overlap`` tokens back, at a word: the first word start
+        # inside the overlap, or, when one long word fills it, the start of that word if it
+        # is no more than twice the overlap back (a long URL is not repeated whole).
         k = max(i + 1, j - overlap)
         while k < j and strength[k] == 0:
             k += 1
+        if k == j and overlap:
+            floor = max(i + 1, j - 2 * overlap)
+            k = max(i + 1, j - overlap)
+            while k > floor and strength[k] == 0:
+                k -= 1
+            k = k if strength[k] else j
         i = k
     return out
 

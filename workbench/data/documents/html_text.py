@@ -57,9 +57,9 @@ def _strip_boilerplate(soup) -> int:
 
 
 def _text_weight(tag) -> int:
-    """Characters of text in ``tag`` that are not link text (navigation is mostly links)."""
-    total = len(clean(tag.get_text(" ")))
-    links = sum(len(clean(a.get_text(" "))) for a in tag.find_all("a"))
+    """Visible characters in ``tag`` that are not link text (navigation is mostly links)."""
+    total = len("".join(tag.get_text().split()))
+    links = sum(len("".join(a.get_text().split())) for a in tag.find_all("a"))
     return total - links
 
 
@@ -100,7 +100,7 @@ def _table(tag) -> str:
 
 def html_blocks(root) -> Iterator[Block]:
     """Blocks of ``root`` in document order."""
-    from bs4 import Comment, NavigableString
+    from bs4 import NavigableString
 
     inline: list[str] = []
     inline_line: list[int | None] = [None]
@@ -114,7 +114,7 @@ def html_blocks(root) -> Iterator[Block]:
 
     for child in root.children:
         if isinstance(child, NavigableString):
-            if not isinstance(child, Comment) and type(child) is NavigableString:
+            if type(child) is NavigableString:  # not a comment, doctype or CDATA
                 if child.strip() and inline_line[0] is None:
                     inline_line[0] = getattr(child.parent, "sourceline", None)
                 inline.append(str(child))

@@ -16,7 +16,7 @@ from ..pii import PiiReport, scan_pii
 from ..problems import DatasetError, Problem, display_path
 from ..readers import SUFFIXES as DATA_SUFFIXES
 from .base import Block, ChunkStats, DocumentConfig, FileError, FileResult, status_of
-from .charsets import sniff
+from .charsets import describe, sniff
 from .chunks import TokenCounter, chunk_text, sections, stats_from_counts, token_counter
 from .extractors import DOCUMENT_SUFFIXES, EXTRACTORS, NOT_READ, FileContext
 
@@ -26,12 +26,8 @@ CORPUS_COLUMNS = ("text", "path", "title", "section", "page", "chunk", "tokens")
 SECTION_COLUMNS = ("path", "title", "section", "heading", "level", "page", "line", "text")
 _RESULT_COLUMNS = ("file", "status", "kind", "title", "pages", "sections", "chunks", "words", "encoding",
                    "duplicate_chunks", "pii_findings", "message", "fix")
-#: Content types ``charsets.sniff`` recognises, as the extractor that reads them and a suffix for it.
-_CONTENT = {"pdf": ("pdf", ".pdf"), "html": ("html", ".html"), "zip": ("docx", ".docx"), "ole": ("docx", ".docx")}
-_CONTENT_NAMES = {"pdf": "a PDF", "html": "an HTML page", "zip": "a ZIP package (such as .docx)",
-                  "ole": "an Office 97-2003 file", "text": "plain text", "binary": "binary data", "rtf": "RTF",
-                  "png image": "a PNG image", "jpeg image": "a JPEG image", "gif image": "a GIF image",
-                  "gzip archive": "a gzip archive"}
+#: Suffix to suggest for content ``charsets.sniff`` recognises as a document.
+_PROPER_SUFFIX = {"pdf": ".pdf", "html": ".html", "zip": ".docx", "ole": ".docx"}
 
 Progress = Callable[[int, int, str], None]
 
@@ -72,8 +68,12 @@ class DocumentIngest:
         raise KeyError(f"no file {name!r} among {len(self.results)} results")
 
     def results_frame(self) -> pd.DataFrame:
-        """Per-file results as a table (one row per file)."""
+        """Per-file results as a table, one row per file; ``file`` is relative to the folder ingested."""
+        root = Path(self.corpus.source)
         rows = [{c: getattr(r, c) for c in _RESULT_COLUMNS} for r in self.results]
+        for row in rows:
+            path = Path(row["file"])
+            row["file"] = str(path.relative_to(root)) if path != root and path.is_relative_to(root) else path.name
         return pd.DataFrame(rows, columns=list(_RESULT_COLUMNS))
 
     def counts(self) -> dict[str, int]:
@@ -115,30 +115,39 @@ def is_document_source(source) -> bool:
 
 
 def _choose(path: Path, head: bytes, file: str) -> tuple[str | None, list[Problem], bool]:
-    """Which extractor reads ``path``: ``(name or None, problems, skipped)``."""
+    """Which extractor reads ``path``: ``(name or None, problems, skipped)``.
+
+    The suffix names the extractor, unless the content is plainly another document type
+    (a PDF, an HTML page, a Word package), which is then read as what it is, with a
+    wrong-extension warning. Other mismatches are left to the named extractor, which says
+    what it found instead ("not a PDF: ... it holds plain text").
+    """
     suffix = path.suffix.lower()
     named = DOCUMENT_SUFFIXES.get(suffix)
     content = sniff(head)
-    actual = _CONTENT.get(content, (None, None))[0]
     if named is None:
         hint = ""
-        if actual:
-            hint = f" It holds {_CONTENT_NAMES[content]}: rename it to {_CONTENT[content][1]} to ingest it."
-        reason = NOT_READ.get(suffix, f"'{suffix or '(no suffix)'}' is not a document type that is read here.")
+        if content in _PROPER_SUFFIX:
+            hint = f" It holds {describe(content)}: rename it to {_PROPER_SUFFIX[content]} to ingest it."
+        if suffix in NOT_READ:
+            reason = NOT_READ[suffix]
+        elif suffix in DATA_SUFFIXES:
+            reason = f"'{suffix}' is a data file, not a document: load it with workbench.data.load_dataset."
+        else:
+            reason = f"'{suffix or '(no suffix)'}' is not a document type that is read here."
         return None, [Problem(kind="unsupported_file", file=file, severity="warning", message=reason + hint,
                               fix="Supported: " + ", ".join(sorted(DOCUMENT_SUFFIXES)) + ".")], True
-    if actual and actual != named and not (content == "zip" and named != "docx" and not _is_word(path)):
-        if content == "ole" and named != "docx":
-            return named, [], False  # the named extractor reports what it cannot read
+    actual = content if content in ("pdf", "html") else "docx" if content == "zip" and _is_word(path) else None
+    if actual and actual != named:
         return actual, [Problem(
             kind="wrong_extension", file=file, severity="warning",
-            message=f"the file is named {suffix} but holds {_CONTENT_NAMES[content]}; it was read as {actual}.",
-            fix=f"Rename it to {_CONTENT[content][1]}.",
+            message=f"the file is named {suffix} but holds {describe(content)}; it was read as {actual}.",
+            fix=f"Rename it to {_PROPER_SUFFIX[content]}.",
         )], False
     if named in ("html", "markdown", "text") and content not in ("text", "html"):
         return None, [Problem(
             kind="binary", file=file,
-            message=f"the file is named {suffix} but holds {_CONTENT_NAMES.get(content, content)}, not text.",
+            message=f"the file is named {suffix} but holds {describe(content)}, not text.",
             fix="Check that this is the file you meant; it may have been saved under the wrong name.",
         )], False
     return named, [], False
@@ -276,7 +285,8 @@ def _dataset(frame: pd.DataFrame, format: str, columns: dict[str, str], source: 
     ds = load_dataset(frame.drop(columns=["_file", "_line"]), format=format, columns=columns)
     out = ds.frame.copy()
     out["_file"] = provenance["_file"].tolist()
-    out["_line"] = [None if pd.isna(x) else int(x) for x in provenance["_line"].tolist()]
+    out["_line"] = pd.Series([None if pd.isna(x) else int(x) for x in provenance["_line"].tolist()],
+                             index=out.index, dtype=object)
     return ds.with_frame(out, source=source, report=replace(report, notes=ds.report.notes + report.notes))
 
 
@@ -341,11 +351,13 @@ def ingest_documents(
              + ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) if outputs else "no files found",)
     report = ValidationReport(problems, len(rows), len(rows), notes)
     if rows:
-        frame = pd.DataFrame(rows, columns=list(CORPUS_COLUMNS) + ["_file", "_line"])
+        # object columns: a page number stays an int (or None), never 3.0 or NaN in saved JSON
+        frame = pd.DataFrame(rows, columns=list(CORPUS_COLUMNS) + ["_file", "_line"], dtype=object)
         corpus = _dataset(frame, "corpus", {"text": "text"}, label, report)
     else:
         corpus = _empty(CORPUS_COLUMNS, "corpus", {"text": "text"}, label, report)
-    section_frame = pd.DataFrame([r for o in outputs for r in o.section_rows], columns=list(SECTION_COLUMNS))
+    section_frame = pd.DataFrame([r for o in outputs for r in o.section_rows], columns=list(SECTION_COLUMNS),
+                                 dtype=object)
     stats = stats_from_counts([r["tokens"] for r in rows], counter.name, config.chunk_size)
 
     results = [o.result for o in outputs]

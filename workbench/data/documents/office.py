@@ -13,7 +13,7 @@ import zipfile
 from typing import Iterator
 
 from .base import Block
-from .charsets import sniff
+from .charsets import describe, sniff
 from .extractors import FileContext, clean, extractor
 
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.I)
@@ -40,7 +40,8 @@ def _check_package(ctx: FileContext) -> None:
         raise ctx.fail("unsupported_file", "this is a Word 97-2003 (.doc) file with a .docx name; .doc is not read.",
                        "Open it in Word or LibreOffice and save it as .docx.")
     if kind != "zip":
-        raise ctx.fail("corrupt", f"not a Word document: a .docx file is a ZIP package, and this one holds {kind}.",
+        raise ctx.fail("corrupt", f"not a Word document: a .docx file is a ZIP package, and this one holds "
+                                  f"{describe(kind)}.",
                        "Check that this is the file you meant; save or export it from Word again.")
     if not zipfile.is_zipfile(ctx.path):
         raise ctx.fail("truncated", "the DOCX is truncated or corrupt: its ZIP directory is missing (the end of the "

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .base import Block, FileError
-from .charsets import sniff
+from .charsets import describe, sniff
 from .extractors import FileContext, clean, extractor
 
 _PAGE_NUMBER = re.compile(r"^\s*(page\s+)?\d{1,4}(\s*(/|of)\s*\d{1,4})?\s*$|^\s*[-\u2013]\s*\d{1,4}\s*[-\u2013]\s*$",
@@ -98,21 +98,20 @@ def _has_images(page) -> bool:
         return False
 
 
-def _outline(reader) -> dict[int, dict[str, int]]:
-    """Outline (bookmark) titles by 0-based page: normalised title to heading level."""
-    out: dict[int, dict[str, int]] = {}
+def _outline(reader) -> dict[str, int]:
+    """Outline (bookmark) titles, normalised, to heading level.
+
+    Titles are matched anywhere in the document, not only on the page the bookmark
+    points to: writers often bookmark a heading just before a page break moves it over.
+    """
+    out: dict[str, int] = {}
 
     def walk(items, level):
         for item in items:
             if isinstance(item, list):
                 walk(item, level + 1)
-                continue
-            try:
-                page = reader.get_destination_page_number(item)
-            except Exception:  # noqa: BLE001 - an outline entry without a page is skipped
-                continue
-            if page is not None and page >= 0 and item.title:
-                out.setdefault(page, {}).setdefault(_norm(item.title), min(level, 6))
+            elif getattr(item, "title", None):
+                out.setdefault(_norm(item.title), min(level, 6))
 
     try:
         walk(reader.outline, 1)
@@ -126,18 +125,26 @@ def _norm(text: str) -> str:
 
 
 class _Layout:
-    """Running statistics across pages: the body font size and the sizes used for headings."""
+    """Running statistics across pages: the body font size, and heading sizes with their levels."""
 
     def __init__(self):
         self.chars_by_size: Counter = Counter()
         self.heading_sizes: set[float] = set()
+        self.learned: dict[float, int] = {}  # size -> level, from headings the outline named
 
     def body_size(self) -> float:
         return self.chars_by_size.most_common(1)[0][0] if self.chars_by_size else 0.0
 
-    def level(self, size: float) -> int:
-        self.heading_sizes.add(round(size * 2) / 2)
-        return min(6, 1 + sum(1 for s in self.heading_sizes if s > round(size * 2) / 2))
+    def level(self, size: float, known: int | None = None) -> int:
+        """The level of a heading set in ``size``: as the outline says, as learned, or by size rank."""
+        size = round(size * 2) / 2
+        self.heading_sizes.add(size)
+        if known:
+            self.learned.setdefault(size, known)
+            return known
+        if size in self.learned:
+            return self.learned[size]
+        return min(6, 1 + sum(1 for s in self.heading_sizes if s > size))
 
 
 def _join(lines: list[str]) -> str:
@@ -179,7 +186,7 @@ def page_blocks(lines: list[_Line], page_no: int, layout: _Layout, outline: dict
         texts = [ln.text for ln in group]
         if group_heading:
             text = clean(" ".join(texts))
-            level = outline.get(_norm(text)) or layout.level(max(ln.size for ln in group))
+            level = layout.level(max(ln.size for ln in group), outline.get(_norm(text)))
             blocks.append(Block(text, "heading", level, page=page_no))
         else:
             text = _join(texts)
@@ -187,7 +194,7 @@ def page_blocks(lines: list[_Line], page_no: int, layout: _Layout, outline: dict
             blocks.append(Block(text, kind, page=page_no))
         group.clear()
 
-    for i, (ln, is_heading) in enumerate(zip(lines, heading)):
+    for ln, is_heading in zip(lines, heading):
         if group:
             prev = group[-1]
             gap = (prev.y - ln.y) if prev.y is not None and ln.y is not None else usual
@@ -262,7 +269,8 @@ def extract_pdf(ctx: FileContext) -> Iterator[Block]:
     with open(ctx.path, "rb") as fh, _captured_pypdf_logs() as logs:
         head = fh.read(1024)
         if b"%PDF-" not in head:
-            raise ctx.fail("corrupt", f"not a PDF: it does not start with %PDF- (its content looks like {sniff(head)}).",
+            raise ctx.fail("corrupt",
+                           f"not a PDF: it does not start with %PDF- (it holds {describe(sniff(head))}).",
                            "Check that this is the file you meant; export or download the PDF again.")
         fh.seek(max(0, ctx.size - 2048))
         truncated = b"%%EOF" not in fh.read()
@@ -307,7 +315,7 @@ def extract_pdf(ctx: FileContext) -> Iterator[Block]:
                     image_pages.append(i + 1)
                 continue
             text_pages += 1
-            blocks = page_blocks(lines, i + 1, layout, outline.get(i, {}))
+            blocks = page_blocks(lines, i + 1, layout, outline)
             if held is not None:
                 if blocks and blocks[0].kind == "paragraph" and not _SENTENCE_END.search(held.text) \
                         and blocks[0].text[:1].islower():
