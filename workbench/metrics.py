@@ -1,26 +1,81 @@
-"""Metrics computed offline with numpy, registered by name (no hub: ``evaluate.load`` would fetch).
+"""Metrics for comparing models, computed offline (no hub: ``evaluate.load`` would fetch).
 
-Each metric takes references and predictions and returns a float; ``METRICS`` maps names to
-them for configs and reports.
+Classification
+    ``accuracy``, ``macro_f1`` and ``per_class``; ``confusion_matrix`` (rows are the true
+    class, columns the predicted one), ``most_confused`` (the largest off-diagonal cells) and
+    ``classification_report`` (a DataFrame of per-class precision, recall, F1 and support with
+    macro and weighted averages).
+
+Generation, one reference per example
+    ``exact_match`` and ``token_f1`` as in the SQuAD evaluation script (lower-case, drop
+    punctuation and the articles a/an/the, collapse whitespace; F1 over the bag of remaining
+    tokens). ``rouge_l`` is the LCS F-measure on lower-cased word tokens (see ``rouge_tokens``).
+    ``bleu``/``chrf`` (corpus) and ``sentence_bleu``/``sentence_chrf`` (one example) are
+    sacrebleu's, with its defaults: BLEU with the ``13a`` tokenizer and exponential smoothing
+    (effective n-gram order at sentence level), chrF with character 6-grams and beta 2.
+    ``answer_length`` summarises how long answers are. Scales: ``exact_match``, ``token_f1``
+    and ``rouge_l`` are in [0, 1]; BLEU and chrF keep sacrebleu's 0-100.
+
+Language modelling
+    ``perplexity_of_references``: the perplexity of reference answers given their prompts, for
+    a Hugging Face causal LM, with the loss on the reference tokens only.
+
+Paired comparison of two systems on the same examples
+    ``paired_bootstrap`` (confidence interval and p-value of the difference of means) and
+    ``win_tie_loss``.
+
+Registry. ``METRICS`` maps names to functions for configs and reports. Corpus metrics (the
+default) take references and predictions and return a float. Per-example metrics, registered
+with ``per_example=True`` and listed in ``PER_EXAMPLE``, take one reference and one
+prediction and return a float; ``score_generations`` applies them to every example and
+``score_corpus`` gives their corpus value (the mean over examples, or the corpus function
+registered with them: sacrebleu's corpus BLEU and chrF are not means of sentence scores).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import difflib
+import math
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 METRICS: dict[str, Callable] = {}
+"""Every registered metric by name."""
+
+PER_EXAMPLE: dict[str, Callable | None] = {}
+"""Names of per-example metrics, each with its corpus-level function (None: the mean over examples)."""
 
 
-def metric(name: str):
-    """Register a metric function under ``name``."""
+def metric(name: str, per_example: bool = False, corpus: Callable | None = None):
+    """Register a metric function under ``name``.
+
+    Args:
+        name: The name configs and reports use.
+        per_example: True when the function scores one (reference, prediction) pair.
+        corpus: For a per-example metric, the function of (references, predictions) that gives
+            its corpus value; None means the mean of the per-example scores.
+
+    Returns:
+        A decorator that registers the function and returns it unchanged.
+    """
 
     def register(fn):
         METRICS[name] = fn
+        if per_example:
+            PER_EXAMPLE[name] = corpus
         return fn
 
     return register
+
+
+# --------------------------------------------------------------------------- classification
 
 
 @metric("accuracy")
@@ -52,3 +107,562 @@ def macro_f1(references, predictions) -> float:
     r = np.asarray(references)
     scores = per_class(references, predictions, sorted(set(r.tolist())))
     return float(np.mean([s["f1"] for s in scores.values()])) if scores else 0.0
+
+
+def _labels_and_codes(references, predictions, labels) -> tuple[list, np.ndarray, np.ndarray]:
+    """The label list and each example's reference and prediction as an index into it (-1: not listed)."""
+    refs, preds = list(references), list(predictions)
+    if len(refs) != len(preds):
+        raise ValueError(f"{len(refs)} references but {len(preds)} predictions: one prediction per reference.")
+    classes = list(labels) if labels is not None else sorted(set(refs) | set(preds))
+    index = {c: i for i, c in enumerate(classes)}
+    r = np.fromiter((index.get(x, -1) for x in refs), dtype=np.int64, count=len(refs))
+    p = np.fromiter((index.get(x, -1) for x in preds), dtype=np.int64, count=len(preds))
+    return classes, r, p
+
+
+def confusion_matrix(references, predictions, labels=None) -> np.ndarray:
+    """Counts of (true class, predicted class) pairs.
+
+    Args:
+        references: The true class of each example.
+        predictions: The predicted class of each example.
+        labels: The classes, in the order of the rows and columns; by default the sorted union
+            of the references and predictions. Examples whose reference or prediction is not
+            listed are left out of the matrix.
+
+    Returns:
+        An integer array of shape (len(labels), len(labels)): ``m[i, j]`` is the number of
+        examples of class ``labels[i]`` predicted as ``labels[j]``.
+    """
+    classes, r, p = _labels_and_codes(references, predictions, labels)
+    k = len(classes)
+    keep = (r >= 0) & (p >= 0)
+    return np.bincount(r[keep] * k + p[keep], minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def most_confused(references, predictions, labels=None, top: int = 10) -> list[tuple]:
+    """The most frequent mistakes.
+
+    Args:
+        references: The true class of each example.
+        predictions: The predicted class of each example.
+        labels: The classes considered (default: the sorted union of references and predictions).
+        top: How many pairs to return at most.
+
+    Returns:
+        ``(true, predicted, count)`` for off-diagonal cells with a non-zero count, largest count
+        first; ties keep the order of ``labels`` (by true class, then predicted class).
+    """
+    classes, _, _ = _labels_and_codes(references, predictions, labels)
+    m = confusion_matrix(references, predictions, classes)
+    off = m.copy()
+    np.fill_diagonal(off, 0)
+    flat = off.ravel()
+    order = np.argsort(-flat, kind="stable")  # stable: ties stay in row-major label order
+    order = order[flat[order] > 0][:top]
+    k = len(classes)
+    return [(classes[i // k], classes[i % k], int(flat[i])) for i in order]
+
+
+def classification_report(references, predictions, labels=None) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class, with macro and weighted averages.
+
+    An example whose prediction is not one of ``labels`` (an unparseable generation, say)
+    still counts as a miss for its true class.
+
+    Args:
+        references: The true class of each example.
+        predictions: The predicted class of each example.
+        labels: The classes reported, in order (default: the sorted union of references and
+            predictions, as scikit-learn does; classes only ever predicted then count in the
+            macro average with F1 0, unlike ``macro_f1``, which averages over the classes of
+            the references).
+
+    Returns:
+        A DataFrame indexed by class plus ``macro avg`` (unweighted mean over the rows above)
+        and ``weighted avg`` (mean weighted by support), with columns ``precision``,
+        ``recall``, ``f1`` and ``support``. A ratio with a zero denominator is 0.
+    """
+    classes, r, p = _labels_and_codes(references, predictions, labels)
+    k = len(classes)
+    tp = np.bincount(r[(r == p) & (r >= 0)], minlength=k).astype(float)
+    support = np.bincount(r[r >= 0], minlength=k).astype(float)
+    predicted = np.bincount(p[p >= 0], minlength=k).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    frame = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support},
+                         index=pd.Index(classes, dtype=object))
+    total = support.sum()
+    weights = support / total if total else np.zeros(k)
+    frame.loc["macro avg"] = [precision.mean() if k else 0.0, recall.mean() if k else 0.0,
+                              f1.mean() if k else 0.0, total]
+    frame.loc["weighted avg"] = [precision @ weights, recall @ weights, f1 @ weights, total]
+    frame["support"] = frame["support"].astype(np.int64)
+    return frame
+
+
+# --------------------------------------------------------------------------- generation
+
+_PUNCTUATION = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_WORDS = re.compile(r"\w+")
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lower-case, drop punctuation, drop a/an/the, collapse whitespace."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+@metric("exact_match", per_example=True)
+def exact_match(reference: str, prediction: str) -> float:
+    """1.0 when the normalised prediction equals the normalised reference (``normalize_answer``), else 0.0."""
+    return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
+@metric("token_f1", per_example=True)
+def token_f1(reference: str, prediction: str) -> float:
+    """SQuAD's F1 over the bags of normalised tokens of the prediction and the reference.
+
+    Args:
+        reference: The expected answer.
+        prediction: The model's answer.
+
+    Returns:
+        2PR/(P+R) where P is the share of prediction tokens found in the reference and R the
+        share of reference tokens found in the prediction (counting repeats at most as often
+        as they occur in both). When either side has no tokens after normalisation: 1.0 if
+        both are empty, else 0.0.
+    """
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    same = sum((Counter(pred) & Counter(ref)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """The tokens ROUGE-L compares: maximal runs of word characters of the lower-cased text.
+
+    Word characters are Unicode letters, digits and underscore (``\\w``); whitespace and
+    punctuation only separate tokens and are dropped, so ``"Restart it, then log-in."``
+    gives ``["restart", "it", "then", "log", "in"]``.
+    """
+    return _WORDS.findall(text.lower())
+
+
+def lcs_length(a: Sequence, b: Sequence) -> int:
+    """Length of the longest common subsequence of two token sequences.
+
+    Bit-parallel (Allison and Dix, 1986; Hyyrö, 2004): one big-integer update per token of
+    ``b``, so long answers cost microseconds rather than a len(a) x len(b) table.
+    """
+    if not a or not b:
+        return 0
+    positions: dict = {}
+    for i, tok in enumerate(a):
+        positions[tok] = positions.get(tok, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    for tok in b:
+        u = v & positions.get(tok, 0)
+        v = (v + u) | (v - u)
+    return len(a) - (v & full).bit_count()
+
+
+@metric("rouge_l", per_example=True)
+def rouge_l(reference: str, prediction: str) -> float:
+    """ROUGE-L F-measure: 2PR/(P+R) with P = LCS/len(prediction), R = LCS/len(reference).
+
+    Args:
+        reference: The expected answer.
+        prediction: The model's answer.
+
+    Returns:
+        The F-measure (beta 1, as in Google's rouge-score) over ``rouge_tokens``; when either
+        side has no tokens: 1.0 if both are empty, else 0.0.
+    """
+    pred, ref = rouge_tokens(prediction), rouge_tokens(reference)
+    if not pred or not ref:
+        return float(pred == ref)
+    lcs = lcs_length(ref, pred)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(pred), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+@lru_cache(maxsize=None)
+def _sacrebleu(kind: str):
+    """One scorer per kind, built once (sacrebleu's per-call helpers rebuild it every time)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    return {"bleu": lambda: BLEU(), "sentence_bleu": lambda: BLEU(effective_order=True),
+            "chrf": lambda: CHRF()}[kind]()
+
+
+def _pairs(references, predictions) -> tuple[list[str], list[str]]:
+    refs, preds = list(references), list(predictions)
+    if len(refs) != len(preds):
+        raise ValueError(f"{len(refs)} references but {len(preds)} predictions: one prediction per reference.")
+    return ["" if x is None else str(x) for x in refs], ["" if x is None else str(x) for x in preds]
+
+
+def bleu(references: Sequence[str], predictions: Sequence[str]) -> float:
+    """Corpus BLEU (0-100) from sacrebleu: 13a tokenizer, n-grams up to 4, exponential smoothing."""
+    refs, preds = _pairs(references, predictions)
+    return float(_sacrebleu("bleu").corpus_score(preds, [refs]).score)
+
+
+def chrf(references: Sequence[str], predictions: Sequence[str]) -> float:
+    """Corpus chrF (0-100) from sacrebleu: character 6-grams, no word n-grams, beta 2."""
+    refs, preds = _pairs(references, predictions)
+    return float(_sacrebleu("chrf").corpus_score(preds, [refs]).score)
+
+
+@metric("bleu", per_example=True, corpus=bleu)
+def sentence_bleu(reference: str, prediction: str) -> float:
+    """Sentence BLEU (0-100) from sacrebleu, with effective n-gram order and exponential smoothing."""
+    return float(_sacrebleu("sentence_bleu").sentence_score(prediction, [reference]).score)
+
+
+@metric("chrf", per_example=True, corpus=chrf)
+def sentence_chrf(reference: str, prediction: str) -> float:
+    """Sentence chrF (0-100) from sacrebleu."""
+    return float(_sacrebleu("chrf").sentence_score(prediction, [reference]).score)
+
+
+def _per_example_names(names: Sequence[str]) -> list[str]:
+    names = [names] if isinstance(names, str) else list(names)
+    for n in names:
+        if n not in PER_EXAMPLE:
+            close = difflib.get_close_matches(n, list(PER_EXAMPLE), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            kind = " is a corpus metric, not a per-example one." if n in METRICS else " is not a metric."
+            raise ValueError(f"{n!r}{kind}{hint} Per-example metrics: {', '.join(sorted(PER_EXAMPLE))}.")
+    return names
+
+
+def score_generations(references: Sequence[str], predictions: Sequence[str],
+                      names: Sequence[str] = ("exact_match", "token_f1", "rouge_l", "bleu", "chrf")) -> pd.DataFrame:
+    """Score every example with the named per-example metrics.
+
+    Args:
+        references: One reference answer per example (None counts as an empty string).
+        predictions: One generated answer per example (None counts as an empty string).
+        names: Registered per-example metrics (``PER_EXAMPLE``).
+
+    Returns:
+        One row per example (in input order) and one column per metric, in ``names`` order.
+
+    Raises:
+        ValueError: For a name that is not a per-example metric, or lengths that differ.
+    """
+    names = _per_example_names(names)
+    refs, preds = _pairs(references, predictions)
+    columns = {n: np.fromiter((METRICS[n](r, p) for r, p in zip(refs, preds)), dtype=float, count=len(refs))
+               for n in names}
+    return pd.DataFrame(columns, columns=names)
+
+
+def score_corpus(references: Sequence[str], predictions: Sequence[str],
+                 names: Sequence[str] = ("exact_match", "token_f1", "rouge_l", "bleu", "chrf")) -> dict[str, float]:
+    """Corpus value of each named per-example metric.
+
+    Args:
+        references: One reference answer per example.
+        predictions: One generated answer per example.
+        names: Registered per-example metrics (``PER_EXAMPLE``).
+
+    Returns:
+        ``{name: value}``: the registered corpus function's value (corpus BLEU and chrF), or the
+        mean of the per-example scores (0.0 for no examples).
+    """
+    names = _per_example_names(names)
+    refs, preds = _pairs(references, predictions)
+    out = {}
+    for n in names:
+        corpus = PER_EXAMPLE[n]
+        if corpus is not None:
+            out[n] = float(corpus(refs, preds))
+        else:
+            out[n] = float(np.mean([METRICS[n](r, p) for r, p in zip(refs, preds)])) if refs else 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class AnswerLengths:
+    """How long answers are, in words (whitespace-separated) or tokens."""
+
+    n: int
+    mean: float
+    median: float
+    p90: float
+    min: int
+    max: int
+    empty: int
+    """Answers with no words or tokens."""
+    length_ratio: float | None
+    """Total answer length over total reference length (BLEU's ratio); None without references
+    or when the references are all empty."""
+    unit: str
+    """``words`` or ``tokens``."""
+
+
+def answer_length(answers: Sequence[str], references: Sequence[str] | None = None, tokenizer=None) -> AnswerLengths:
+    """Length statistics of generated answers.
+
+    Args:
+        answers: The answers (None counts as empty).
+        references: Optional reference answers, for the length ratio.
+        tokenizer: Count tokens with this tokenizer (no special tokens) instead of words.
+
+    Returns:
+        The statistics; all zero for no answers.
+    """
+
+    def lengths(texts) -> np.ndarray:
+        texts = ["" if t is None else str(t) for t in texts]
+        if tokenizer is not None:
+            ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+            return np.array([len(x) for x in ids], dtype=np.int64)
+        return np.array([len(t.split()) for t in texts], dtype=np.int64)
+
+    a = lengths(answers)
+    ratio = None
+    if references is not None:
+        r = lengths(references)
+        if len(r) != len(a):
+            raise ValueError(f"{len(r)} references but {len(a)} answers: one answer per reference.")
+        ratio = float(a.sum() / r.sum()) if r.sum() else None
+    unit = "tokens" if tokenizer is not None else "words"
+    if not len(a):
+        return AnswerLengths(0, 0.0, 0.0, 0.0, 0, 0, 0, ratio, unit)
+    return AnswerLengths(n=len(a), mean=float(a.mean()), median=float(np.median(a)),
+                         p90=float(np.percentile(a, 90)), min=int(a.min()), max=int(a.max()),
+                         empty=int((a == 0).sum()), length_ratio=ratio, unit=unit)
+
+
+# --------------------------------------------------------------------------- perplexity
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: numpy fields have no single truth value
+class ReferencePerplexity:
+    """Negative log-likelihood of reference answers given their prompts."""
+
+    nll: np.ndarray
+    """Per example: the sum over scored tokens of -log p(token | everything before it), in nats."""
+    tokens: np.ndarray
+    """Per example: how many tokens were scored (the reference's tokens and the EOS)."""
+    truncated: np.ndarray
+    """Per example: True when the start of the text was dropped to fit ``max_length``."""
+    perplexity: float
+    """exp(total nll / total tokens) over all examples (nan when no token was scored)."""
+
+    def table(self) -> pd.DataFrame:
+        """One row per example: nll, tokens, perplexity (exp(nll/tokens); nan with no tokens), truncated."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ppl = np.exp(np.where(self.tokens > 0, self.nll / np.maximum(self.tokens, 1), np.nan))
+        return pd.DataFrame({"nll": self.nll, "tokens": self.tokens, "perplexity": ppl, "truncated": self.truncated})
+
+
+def _reference_ids(tokenizer, prompt: str, reference: str, add_special_tokens: bool,
+                   max_length: int | None) -> tuple[list[int], list[bool], bool]:
+    """Token ids of prompt + reference + EOS, which of them are scored, and whether it was truncated."""
+    text = prompt + reference
+    enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    start, end = len(prompt), len(text)
+    # A token belongs to the reference when its characters overlap it (one that straddles the
+    # boundary counts, as in the training masks of workbench.tokens); specials have empty offsets.
+    scored = [e > s and s < end and e > start for s, e in enc["offset_mapping"]]
+    ids.append(tokenizer.eos_token_id)
+    scored.append(True)
+    truncated = max_length is not None and len(ids) > max_length
+    if truncated:
+        ids, scored = ids[-max_length:], scored[-max_length:]
+    return ids, scored, truncated
+
+
+def perplexity_of_references(model, tokenizer, prompts: Sequence[str], references: Sequence[str],
+                             batch_size: int = 8, device=None, max_length: int | None = None, *,
+                             add_special_tokens: bool = False) -> ReferencePerplexity:
+    """Perplexity of each reference answer given its prompt, under a causal language model.
+
+    Each example is the text ``prompt + reference`` (the reference appended directly, with no
+    separator added) followed by the tokenizer's EOS token id, tokenized in one pass. The loss
+    is taken on the reference's tokens and the EOS only; prompt tokens are context. A token
+    that straddles the prompt/reference boundary counts as a reference token. The first token
+    of a sequence has nothing before it and is never scored.
+
+    Args:
+        model: A Hugging Face causal LM (``model(input_ids, attention_mask).logits``), already on
+            its device; it is put in eval mode for the call and restored afterwards.
+        tokenizer: Its fast tokenizer (character offsets are used); needs an EOS token.
+        prompts: The prompts exactly as the model sees them, already formatted by the caller
+            (e.g. ``apply_chat_template(..., add_generation_prompt=True)``).
+        references: The reference answers, one per prompt.
+        batch_size: Examples per forward pass (they are grouped by length to limit padding).
+        device: Where inputs go; default the device of the model's first parameter.
+        max_length: Longest sequence fed to the model. Longer examples lose their *first*
+            tokens (the start of the prompt), so the reference keeps as much context as fits;
+            reference tokens cut this way are not scored.
+        add_special_tokens: Let the tokenizer add its specials (BOS) in front. Off by default,
+            because chat templates write them into the prompt text already.
+
+    Returns:
+        Per-example NLL sums and token counts, and the corpus perplexity.
+    """
+    import torch
+
+    prompts, references = list(prompts), list(references)
+    if len(prompts) != len(references):
+        raise ValueError(f"{len(prompts)} prompts but {len(references)} references: one reference per prompt.")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("perplexity_of_references needs a fast tokenizer (offsets locate the reference tokens).")
+    if tokenizer.eos_token_id is None:
+        raise ValueError("The tokenizer has no EOS token; the reference is scored followed by EOS.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
+    if max_length is not None and max_length < 2:
+        raise ValueError(f"max_length must be at least 2 (a token and one to predict), not {max_length}.")
+
+    encoded = [_reference_ids(tokenizer, p, r, add_special_tokens, max_length) for p, r in zip(prompts, references)]
+    n = len(encoded)
+    nll, counts = np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.int64)
+    truncated = np.array([e[2] for e in encoded], dtype=bool)
+    if device is None:
+        device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    order = sorted(range(n), key=lambda i: -len(encoded[i][0]))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for b in range(0, n, batch_size):
+                rows = order[b:b + batch_size]
+                width = max(len(encoded[i][0]) for i in rows)
+                ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                attention = torch.zeros((len(rows), width), dtype=torch.long)
+                scored = torch.zeros((len(rows), width), dtype=torch.bool)
+                for j, i in enumerate(rows):  # right padding: real tokens keep positions 0..len-1
+                    tok, mask, _ = encoded[i]
+                    ids[j, :len(tok)] = torch.tensor(tok)
+                    attention[j, :len(tok)] = 1
+                    scored[j, :len(tok)] = torch.tensor(mask)
+                logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits
+                target = scored[:, 1:].to(logits.device)  # logits at t predict token t + 1
+                which = target.nonzero()[:, 0]
+                # Only the scored positions go to float32, so memory stays O(scored tokens x vocab).
+                token_nll = torch.nn.functional.cross_entropy(
+                    logits[:, :-1][target].float(), ids[:, 1:].to(logits.device)[target], reduction="none")
+                sums = torch.zeros(len(rows), dtype=torch.float64, device=logits.device)
+                sums.index_add_(0, which, token_nll.double())
+                per_row = target.sum(dim=1)
+                for j, i in enumerate(rows):
+                    nll[i], counts[i] = float(sums[j]), int(per_row[j])
+    finally:
+        model.train(was_training)
+    total = counts.sum()
+    ppl = math.exp(nll.sum() / total) if total else float("nan")
+    return ReferencePerplexity(nll=nll, tokens=counts, truncated=truncated, perplexity=ppl)
+
+
+# --------------------------------------------------------------------------- paired comparison
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Paired bootstrap of the difference of mean scores between system b and system a."""
+
+    mean_a: float
+    mean_b: float
+    difference: float
+    """mean_b - mean_a on the data as given."""
+    ci_low: float
+    ci_high: float
+    """Percentile interval of the resampled difference at the requested confidence."""
+    p_value: float
+    """Two-sided: twice the share of resamples whose difference is zero or of the other sign
+    than ``difference`` (capped at 1); 1.0 when the observed difference is 0."""
+    n: int
+    """Examples compared."""
+
+
+def _paired(scores_a, scores_b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(scores_a, dtype=float).ravel(), np.asarray(scores_b, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"{a.size} scores for a but {b.size} for b: scores must be paired, one per example each.")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("Scores contain NaN; drop or fill those examples in both systems first.")
+    return a, b
+
+
+def paired_bootstrap(scores_a, scores_b, n_resamples: int = 2000, seed: int = 0,
+                     confidence: float = 0.95) -> BootstrapResult:
+    """Is system b better than system a on the same examples? A paired bootstrap of the mean difference.
+
+    Examples are resampled with replacement, the same draw for both systems, ``n_resamples``
+    times; the differences of means give a percentile confidence interval and a p-value.
+    Vectorised: a resample is one row of an index matrix, drawn and averaged in chunks of rows
+    (3,080 examples x 2,000 resamples take tens of milliseconds).
+
+    Args:
+        scores_a: Per-example scores of system a (the baseline).
+        scores_b: Per-example scores of system b, paired with ``scores_a``.
+        n_resamples: Number of bootstrap resamples.
+        seed: Seed of the numpy generator, for reproducible intervals.
+        confidence: Coverage of the interval, in (0, 1).
+
+    Returns:
+        The means, their difference (b - a), the interval and the two-sided p-value.
+    """
+    a, b = _paired(scores_a, scores_b)
+    n = a.size
+    if n == 0:
+        raise ValueError("No scores to compare.")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, not {n_resamples}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), not {confidence}.")
+    d = b - a
+    observed = float(b.mean() - a.mean())
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    chunk = max(1, 500_000 // n)  # ~4 MB of indices per chunk: cache-friendly, and memory stays bounded
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        means[start:stop] = d[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    if observed > 0:
+        p = 2 * float((means <= 0).mean())
+    elif observed < 0:
+        p = 2 * float((means >= 0).mean())
+    else:
+        p = 1.0
+    return BootstrapResult(mean_a=float(a.mean()), mean_b=float(b.mean()), difference=observed,
+                           ci_low=float(low), ci_high=float(high), p_value=min(1.0, p), n=n)
+
+
+def win_tie_loss(scores_a, scores_b, tie: float = 1e-9) -> tuple[int, int, int]:
+    """How often b beats a, ties with it, and loses to it, example by example.
+
+    Args:
+        scores_a: Per-example scores of system a.
+        scores_b: Per-example scores of system b, paired with ``scores_a``.
+        tie: Differences with absolute value at most this count as ties.
+
+    Returns:
+        ``(wins, ties, losses)`` from b's point of view; they sum to the number of examples.
+    """
+    a, b = _paired(scores_a, scores_b)
+    d = b - a
+    wins, losses = int((d > tie).sum()), int((d < -tie).sum())
+    return wins, d.size - wins - losses, losses
