@@ -16,7 +16,8 @@ NOTEBOOKS = [p for p in NOTEBOOKS if ".ipynb_checkpoints" not in p.parts]
 
 
 def test_there_are_notebooks():
-    assert {"01_explore_dataset.ipynb", "02_tokenization.ipynb", "03_finetune.ipynb"} <= {p.name for p in NOTEBOOKS}
+    assert {"01_explore_dataset.ipynb", "02_tokenization.ipynb", "03_finetune.ipynb", "04_compare.ipynb",
+            "05_documents.ipynb"} <= {p.name for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -97,3 +98,15 @@ def test_finetune_notebook_on_a_tiny_llama(tmp_path):
                          max_length=512, logging_steps=2)
     assert "succeeded: step 6/6" in text and "eval_loss" in text and pngs == 1
     assert (tmp_path / "run" / "training_curves.png").exists() and (tmp_path / "run" / "model").exists()
+
+
+def test_compare_notebook_classification_with_the_probe(tmp_path):
+    import pandas as pd
+
+    bank = pd.read_csv(ROOT / "datasets" / "banking77" / "train.csv")
+    few = bank[bank.category.isin(["card_arrival", "exchange_rate", "pin_blocked"])].groupby("category").head(20)
+    few.to_csv(tmp_path / "few.csv", index=False)
+    text, html, pngs = _run(tmp_path, "04_compare.ipynb", source=str(tmp_path / "few.csv"), stratify="auto",
+                            test=0.3, report_dir=str(tmp_path / "report"), bootstrap_resamples=200)
+    assert "18 held-out examples" in text and "frozen probe" in html and pngs == 1
+    assert (tmp_path / "report" / "report.html").exists()

@@ -161,10 +161,21 @@ def load_generator(path: str | Path, device: str = "cpu"):
     return load_causal_lm(path, device, quant=QuantConfig() if method == "qlora" else None)
 
 
+def special_tokens_for(tokenizer) -> bool:
+    """Whether prompts get the tokenizer's special tokens (BOS) added, as in training.
+
+    Chat templates write their own; the fallback template relies on the tokenizer adding BOS.
+    """
+    from .tokens import uses_chat_template
+
+    return not uses_chat_template(tokenizer, TokenConfig())
+
+
 def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareConfig()) -> list[Generation]:
     """Generate an answer for each already formatted prompt (batched, left-padded)."""
     import torch
 
+    special = special_tokens_for(tokenizer)
     device = next(model.parameters()).device
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -173,7 +184,7 @@ def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareC
     try:
         for i in range(0, len(prompts), cfg.batch_size):
             batch = prompts[i:i + cfg.batch_size]
-            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=special).to(device)
             kwargs = {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample, "use_cache": True,
                       "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
             if cfg.do_sample:
@@ -244,7 +255,8 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
         for m in cfg.metrics:
             examples[f"{m}:{name}"] = scores[m].to_numpy()
             per_metric[m][name] = scores[m].to_numpy()
-        ppl = M.perplexity_of_references(model, tok, prompts, refs, batch_size=cfg.batch_size, device=device)
+        ppl = M.perplexity_of_references(model, tok, prompts, refs, batch_size=cfg.batch_size, device=device,
+                                         add_special_tokens=special_tokens_for(tok))
         nll_per_token = np.asarray(ppl.nll) / np.maximum(np.asarray(ppl.tokens), 1)
         examples[f"reference_nll:{name}"] = nll_per_token
         per_metric["reference_nll"][name] = -nll_per_token  # higher is better, like the other metrics

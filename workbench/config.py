@@ -139,7 +139,8 @@ def parse_pairs(text: str) -> dict[str, str]:
 def from_params(cls: type[T], **params) -> T:
     """Build ``cls`` from notebook parameters, which are primitives only.
 
-    An empty string stands for None, and a mapping field is written as ``"k=v, k=v"``.
+    An empty string stands for None, a mapping field is written as ``"k=v, k=v"`` and a list
+    field as ``"a, b"``.
     """
     hints = typing.get_type_hints(cls)
     data = {}
@@ -147,6 +148,8 @@ def from_params(cls: type[T], **params) -> T:
         tp = hints.get(key)
         if isinstance(value, str) and tp is not None and typing.get_origin(tp) is dict:
             value = parse_pairs(value)
+        elif isinstance(value, str) and tp is not None and typing.get_origin(tp) is list:
+            value = [v.strip() for v in value.split(",") if v.strip()]
         elif value == "" and tp is not None and type(None) in typing.get_args(tp):
             value = None
         data[key] = value

@@ -30,6 +30,13 @@ HEAD_FILE = "head.safetensors"
 LABELS_FILE = "label_map.json"
 
 
+def quiet_loading() -> None:
+    """Turn off transformers' per-load progress bars: they clutter notebooks and reports."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def resolve_device(preference: str = "auto") -> str:
     """``cuda`` if available, else ``mps``, else ``cpu``; an explicit choice is checked."""
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
@@ -132,6 +139,7 @@ class PooledClassifier(nn.Module):
 
 def load_classifier(path: str | Path, device: str = "cpu") -> tuple[PooledClassifier, list[str]]:
     """A saved ``PooledClassifier`` (full or adapter) and its label names, for inference."""
+    quiet_loading()
     from safetensors.torch import load_file
     from transformers import AutoModel
 
@@ -191,6 +199,7 @@ def load_model(cfg: ModelConfig, quant: QuantConfig = QuantConfig(), lora: LoraC
 
     from .tokens import load_tokenizer
 
+    quiet_loading()
     device = resolve_device(cfg.device)
     path = resolve_path(cfg.name_or_path)
     tok = tokenizer or load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
@@ -326,6 +335,7 @@ def merge_and_export(trained_dir: str | Path, out_dir: str | Path, base: str | N
 
 def load_causal_lm(path: str | Path, device: str = "cpu", quant: QuantConfig | None = None):
     """A trained causal LM for generation: a merged/full folder, or an adapter on its recorded base."""
+    quiet_loading()
     from transformers import AutoModelForCausalLM
 
     from .tokens import load_tokenizer

@@ -1,0 +1,231 @@
+"""ComparePanel: models side by side on a prompt, metrics with intervals, disagreements, and a chat."""
+
+from __future__ import annotations
+
+import difflib
+import html
+import random
+from typing import Callable
+
+import ipywidgets as widgets
+
+from ..compare import compare_generators, disagreement, generate, load_generator
+from ..config import CompareConfig, TokenConfig
+from ..data.load import LoadedDataset
+from ..tokens import generation_prompt
+from .base import Panel
+
+
+def diff_html(text: str, reference: str) -> str:
+    """``text`` with the words that differ from ``reference`` highlighted."""
+    a, b = reference.split(), text.split()
+    out = []
+    for op, _, _, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        words = html.escape(" ".join(b[j1:j2]))
+        if not words:
+            continue
+        out.append(words if op == "equal" else f'<mark class="wb-diff">{words}</mark>')
+    return " ".join(out)
+
+
+class ComparePanel(Panel):
+    """Compare causal LMs (a base, adapters, merged exports) on prompts and on a test split.
+
+    Args:
+        models: Display name to a model folder (full, merged, or an adapter).
+        test: A test split with reference answers, for sampling prompts and for metrics.
+        cfg: Decoding and bootstrap settings.
+        loader, generator, comparer: The core functions (tests pass stubs).
+    """
+
+    def __init__(self, models: dict[str, str], test: LoadedDataset | None = None, cfg: CompareConfig = CompareConfig(),
+                 loader: Callable = load_generator, generator: Callable = generate,
+                 comparer: Callable = compare_generators, device: str = "cpu"):
+        if not models:
+            raise ValueError("ComparePanel needs at least one model")
+        self.models, self.test, self.cfg = dict(models), test, cfg
+        self._load, self._generate, self._compare, self.device = loader, generator, comparer, device
+        self._cache: dict[str, tuple] = {}
+        self.outputs: dict[str, str] = {}
+        self.comparison = None
+        self.history: list[dict] = []
+        names = list(models)
+
+        self.pick = widgets.SelectMultiple(options=names, value=tuple(names[:2]), description="Models",
+                                           rows=min(5, len(names)))
+        self.pick.add_class("wb-pick")
+        self.prompt = widgets.Textarea(placeholder="Type a prompt, or sample one from the test split",
+                                       layout=widgets.Layout(width="60%", height="90px"))
+        self.prompt.add_class("wb-prompt")
+        self.sample_btn = widgets.Button(description="Sample from test", disabled=test is None)
+        self.sample_btn.add_class("wb-sample")
+        self.generate_btn = widgets.Button(description="Generate", button_style="primary")
+        self.generate_btn.add_class("wb-generate")
+        self.reference = widgets.HTML()
+        self.columns = widgets.HBox()
+        self.columns.add_class("wb-outputs")
+        self.status = widgets.HTML()
+        self.status.add_class("wb-compare-status")
+
+        self.metrics_btn = widgets.Button(description="Score on the test split", disabled=test is None)
+        self.metrics_btn.add_class("wb-score")
+        self.metrics_html = widgets.HTML()
+        self.metrics_html.add_class("wb-metrics")
+        self.examples_html = widgets.HTML("<i>Score the models to browse the examples where they disagree most.</i>")
+
+        self.chat_model = widgets.Dropdown(options=names, value=names[0], description="Chat with")
+        self.chat_log = widgets.HTML()
+        self.chat_log.add_class("wb-chat-log")
+        self.chat_input = widgets.Text(placeholder="Say something…", continuous_update=False,
+                                       layout=widgets.Layout(width="60%"))
+        self.chat_input.add_class("wb-chat-input")
+        self.send_btn = widgets.Button(description="Send")
+        self.send_btn.add_class("wb-send")
+        self.clear_btn = widgets.Button(description="Clear")
+
+        self.sample_btn.on_click(lambda _: self.sample())
+        self.generate_btn.on_click(lambda _: self.start_generate())
+        self.metrics_btn.on_click(lambda _: self.start_score())
+        self.send_btn.on_click(lambda _: self.start_chat())
+        self.clear_btn.on_click(lambda _: self.clear_chat())
+
+        prompt_tab = widgets.VBox([widgets.HBox([self.pick, self.prompt]),
+                                   widgets.HBox([self.sample_btn, self.generate_btn, self.status]),
+                                   self.reference, self.columns])
+        metrics_tab = widgets.VBox([self.metrics_btn, self.metrics_html])
+        chat_tab = widgets.VBox([self.chat_model, self.chat_log,
+                                 widgets.HBox([self.chat_input, self.send_btn, self.clear_btn])])
+        self.tabs = widgets.Tab(children=[prompt_tab, metrics_tab, self.examples_html, chat_tab])
+        for i, t in enumerate(["Side by side", "Metrics", "Disagreements", "Chat"]):
+            self.tabs.set_title(i, t)
+        self.widget = widgets.VBox([self.tabs])
+        self.widget.add_class("wb-compare-panel")
+
+    # ------------------------------------------------------------------ models
+
+    def model(self, name: str):
+        if name not in self._cache:
+            self._cache[name] = self._load(self.models[name], self.device)
+        return self._cache[name]
+
+    def _busy(self, flag: bool, message: str = "") -> None:
+        for b in (self.generate_btn, self.metrics_btn, self.send_btn):
+            b.disabled = flag or (b is self.metrics_btn and self.test is None)
+        self.status.value = f"<i>{html.escape(message)}</i>" if message else ""
+
+    # ------------------------------------------------------------------ side by side
+
+    def sample(self, row: int | None = None) -> int:
+        """Put a test example's prompt in the box (and its reference below)."""
+        from ..compare import prompts_and_references
+        from ..tokens import to_messages
+
+        row = random.randrange(len(self.test)) if row is None else row
+        rec = self.test.frame[list(self.test.fields)].iloc[row].to_dict()
+        msgs = to_messages(rec, self.test.format)
+        self.prompt.value = msgs[0]["content"]
+        _, refs = prompts_and_references(self.test.with_frame(self.test.frame.iloc[[row]]), _TextOnlyTok())
+        self.reference.value = f"<b>Reference</b> ({html.escape(self.test.where(row))}): {html.escape(refs[0])}"
+        return row
+
+    def start_generate(self):
+        names = list(self.pick.value)
+        if not names or not self.prompt.value.strip():
+            self.status.value = "<i>Pick at least one model and type a prompt.</i>"
+            return None
+        self._busy(True, "Generating…")
+        text = self.prompt.value
+
+        def work():
+            try:
+                for name in names:
+                    model, tok = self.model(name)
+                    prompt = generation_prompt([{"role": "user", "content": text}], tok, TokenConfig())
+                    self.outputs[name] = self._generate(model, tok, [prompt], self.cfg)[0].text
+                self.render_outputs(names)
+                self._busy(False)
+            except Exception as e:  # noqa: BLE001 - shown in the panel
+                self._busy(False)
+                self.status.value = self.error_html(e)
+
+        return self._start(work, "compare-generate")
+
+    def render_outputs(self, names: list[str]) -> None:
+        first = self.outputs.get(names[0], "")
+        boxes = []
+        for i, name in enumerate(names):
+            out = self.outputs.get(name, "")
+            body = html.escape(out) if i == 0 else diff_html(out, first)
+            boxes.append(widgets.HTML(
+                f'<div class="wb-output" data-model="{html.escape(name)}" style="border:1px solid #ccc;padding:6px;'
+                f'min-width:260px;max-width:480px;white-space:pre-wrap"><b>{html.escape(name)}</b><br>{body}</div>'))
+        self.columns.children = boxes
+
+    # ------------------------------------------------------------------ metrics
+
+    def start_score(self):
+        names = list(self.pick.value) or list(self.models)
+        self._busy(True, "Scoring on the test split…")
+
+        def work():
+            try:
+                self.comparison = c = self._compare(self.test, {n: self.models[n] for n in names}, names[0], self.cfg,
+                                                    self.device)
+                cols = [m for m in self.cfg.metrics if m in c.metrics.columns] + [
+                    x for x in ("reference_perplexity", "tokens_per_s", "seconds_per_example") if x in c.metrics.columns]
+                self.metrics_html.value = (c.metrics[cols].round(4).to_html()
+                                           + f"<h4>Against {html.escape(c.reference)} (paired bootstrap, "
+                                           f"{self.cfg.confidence:.0%} interval)</h4>"
+                                           + c.differences.round(4).to_html(index=False))
+                top = disagreement(c).head(20)
+                keep = ["where", "prompt", "reference"] + [x for x in top.columns if x.startswith("output:")] + ["spread"]
+                self.examples_html.value = top[keep].to_html(index=False, classes="wb-disagreements")
+                self._busy(False)
+            except Exception as e:  # noqa: BLE001
+                self._busy(False)
+                self.metrics_html.value = self.error_html(e)
+
+        return self._start(work, "compare-score")
+
+    # ------------------------------------------------------------------ chat
+
+    def start_chat(self):
+        text = self.chat_input.value.strip()
+        if not text:
+            return None
+        self.chat_input.value = ""
+        self.history.append({"role": "user", "content": text})
+        self._render_chat()
+        self._busy(True, "Thinking…")
+
+        def work():
+            try:
+                model, tok = self.model(self.chat_model.value)
+                prompt = generation_prompt(self.history, tok, TokenConfig())
+                answer = self._generate(model, tok, [prompt], self.cfg)[0].text
+                self.history.append({"role": "assistant", "content": answer})
+                self._render_chat()
+                self._busy(False)
+            except Exception as e:  # noqa: BLE001
+                self._busy(False)
+                self.chat_log.value += self.error_html(e)
+
+        return self._start(work, "compare-chat")
+
+    def clear_chat(self) -> None:
+        self.history = []
+        self._render_chat()
+
+    def _render_chat(self) -> None:
+        rows = []
+        for m in self.history:
+            who = "You" if m["role"] == "user" else html.escape(self.chat_model.value)
+            rows.append(f'<div class="wb-chat-{m["role"]}"><b>{who}:</b> {html.escape(m["content"])}</div>')
+        self.chat_log.value = "".join(rows)
+
+
+class _TextOnlyTok:
+    """Enough of a tokenizer to extract references without loading a model."""
+
+    eos_token = ""
+    chat_template = None
