@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -28,6 +29,9 @@ def test_parameters_mirror_the_config_dataclasses(path):
     assert classes, f"{path.name}: metadata.workbench.configs names no config dataclass"
     params = pm.inspect_notebook(str(path))
     assert params, f"{path.name}: no cell tagged 'parameters'"
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = {line.split("=", 1)[0].strip() for line in cell.source.splitlines() if re.match(r"^\w+\s*=", line)}
+    assert assigned == set(params), f"papermill could not parse {sorted(assigned - set(params))} (quotes or '=' in a comment?)"
     fields = {f for cls in classes for f in cls.__dataclass_fields__}
     extra = set(meta.get("extra_parameters", []))
     assert set(params) - fields - extra == set(), "parameters that are neither config fields nor declared extras"

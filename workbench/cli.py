@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import ConfigError
 from .data import DatasetError, data_report, load_dataset
 
 #: The shipped datasets and how the demo reports on them.
@@ -112,6 +113,101 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _load_experiment(path: str, overrides: list[str] | None):
+    from .config import ExperimentConfig, load_yaml
+    from .experiments import apply_overrides
+
+    cfg = load_yaml(ExperimentConfig, path)
+    return apply_overrides(cfg, overrides or [])
+
+
+def _headline(metrics: dict) -> list[str]:
+    lines = []
+    for step, values in metrics.items():
+        if step.startswith(("train-", "pretrain")) and isinstance(values, dict):
+            shown = {k: v for k, v in values.items() if k in ("eval_accuracy", "eval_macro_f1", "eval_loss",
+                                                              "train_loss", "global_step")}
+            lines.append(f"  {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    for model, values in (metrics.get("compare") or {}).items():
+        keys = [k for k in ("accuracy", "macro_f1", "rouge_l", "reference_perplexity") if k in values]
+        lines.append(f"  {model}: " + ", ".join(f"{k} {values[k]:.4g}" for k in keys))
+    for d in metrics.get("differences", []):
+        if d["metric"] in ("accuracy", "rouge_l", "reference_nll"):
+            lines.append(f"  {d['model']} vs {d['versus']} on {d['metric']}: {d['difference']:+.4f} "
+                         f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+    return lines
+
+
+def cmd_run(args) -> int:
+    from .config import ConfigError
+    from .experiments import RunFailed, run_experiment
+
+    try:
+        cfg = _load_experiment(args.config, args.param)
+    except (ConfigError, OSError) as e:
+        print(f"workbench: {args.config}: {e}", file=sys.stderr)
+        return 2
+    echo = None if args.quiet else (lambda msg: print(msg, flush=True))
+    try:
+        record = run_experiment(cfg, args.runs, timeout=args.cell_timeout, echo=echo)
+    except RunFailed as e:
+        print(f"workbench: run failed: {e.reason}\n  the executed notebooks are in {e.run_dir}/notebooks",
+              file=sys.stderr)
+        return 1
+    print(f"succeeded in {record.seconds:.0f} s; run folder {record.run_dir}")
+    print("\n".join(_headline(record.metrics)))
+    return 0
+
+
+def cmd_rerun(args) -> int:
+    from .experiments import RunFailed, rerun
+
+    try:
+        record = rerun(args.run_dir, echo=None if args.quiet else print)
+    except RunFailed as e:
+        print(f"workbench: rerun failed: {e.reason}", file=sys.stderr)
+        return 1
+    print(f"succeeded in {record.seconds:.0f} s; run folder {record.run_dir}")
+    print("\n".join(_headline(record.metrics)))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .experiments import sweep
+
+    results = sweep(args.config, args.grid, parallel=args.parallel, runs_root=args.runs)
+    print(f"{'status':<7} {'parameters':<40} run folder")
+    for r in results:
+        print(f"{'ok' if r['returncode'] == 0 else 'failed':<7} {str(r['params']):<40} {r['run_dir']}")
+    return 0 if all(r["returncode"] == 0 for r in results) else 1
+
+
+def cmd_runs(args) -> int:
+    from .experiments import compare_runs, list_runs
+
+    if args.action == "compare":
+        if len(args.runs_to_compare) != 2:
+            print("workbench: runs compare takes two run folders", file=sys.stderr)
+            return 2
+        config, metrics = compare_runs(*args.runs_to_compare)
+        print("config differences:" if config else "config: identical")
+        for k, a, b in config:
+            print(f"  {k}: {a} -> {b}")
+        print("metric differences:" if metrics else "metrics: identical")
+        for k, a, b, d in metrics:
+            print(f"  {k}: {a:.4g} -> {b:.4g} ({d:+.4g})")
+        return 0
+    table = list_runs(args.runs)
+    if table.empty:
+        print(f"no runs under {args.runs}/")
+        return 0
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
+        print(table.drop(columns=["path"]).to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +222,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", help="override train.output_dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    run = sub.add_parser("run", help="run an experiment's notebooks with papermill into runs/<name>/<run-id>")
+    run.add_argument("config", help="experiment YAML")
+    run.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                     help="override a config value, e.g. -p train.learning_rate=1e-4 -p lora.r=16 (repeatable)")
+    run.add_argument("--runs", default="runs", help="the runs folder")
+    run.add_argument("--cell-timeout", type=int, default=None, help="seconds one cell may run")
+    run.add_argument("--quiet", action="store_true")
+    run.set_defaults(func=cmd_run)
+    rr = sub.add_parser("rerun", help="repeat a run from its manifest (refused if its data changed)")
+    rr.add_argument("run_dir")
+    rr.add_argument("--quiet", action="store_true")
+    rr.set_defaults(func=cmd_rerun)
+    sw = sub.add_parser("sweep", help="run an experiment over a grid of values")
+    sw.add_argument("config")
+    sw.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                    help="e.g. --grid lr=1e-4,3e-4 --grid lora.r=8,16")
+    sw.add_argument("--parallel", type=int, default=1, help="runs at once (separate processes)")
+    sw.add_argument("--runs", default="runs")
+    sw.set_defaults(func=cmd_sweep)
+    rs = sub.add_parser("runs", help="list runs, or compare two")
+    rs.add_argument("action", nargs="?", choices=["list", "compare"], default="list")
+    rs.add_argument("runs_to_compare", nargs="*", help="two run folders, with 'compare'")
+    rs.add_argument("--runs", default="runs")
+    rs.set_defaults(func=cmd_runs)
 
     data = sub.add_parser("data", help="dataset commands").add_subparsers(dest="data_command", required=True)
     rep = data.add_parser("report", help="load, validate, find duplicates and personal data, split")
@@ -156,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except DatasetError as e:
+        print(f"workbench: {e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -368,19 +368,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
-    """One experiment: data, model, adapters, quantization, training (an experiment YAML's sections)."""
-
-    name: str = "experiment"
-    """Names the run folder: ``runs/<name>/<run-id>``."""
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    quant: QuantConfig = field(default_factory=QuantConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-@dataclass(frozen=True)
 class CompareConfig:
     """How models are compared: decoding, metrics, the bootstrap."""
 
@@ -431,3 +418,56 @@ class DocumentConfig:
         if self.chunk_size is not None and self.overlap * 2 >= self.chunk_size:
             raise ConfigError(f"overlap ({self.overlap}) must be less than half of chunk_size ({self.chunk_size}), "
                               f"so that every chunk moves forward; try overlap={self.chunk_size // 8}.")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pretrain a small base model from scratch before fine-tuning (the offline generative demo)."""
+
+    source: str = ""
+    """The corpus: documents (Markdown, PDF, HTML...), a text file or a corpus dataset; empty for no pretraining."""
+    preset: Literal["tiny", "small"] = "small"
+    """Model size (see workbench.presets)."""
+    vocab_size: int = 2000
+    """Size of the byte-level BPE trained on the corpus."""
+    epochs: float = 20.0
+    """Passes over the corpus."""
+    max_steps: int = -1
+    """Stop after this many steps; -1 to use ``epochs``."""
+    learning_rate: float = 3e-3
+    """Peak learning rate."""
+    batch_size: int = 16
+    """Packed rows per batch."""
+    max_length: int = 256
+    """Tokens per packed row."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment (the sections of an experiment YAML): data, model, adapters, training, comparison."""
+
+    name: str = "experiment"
+    """Names the run folder: ``runs/<name>/<run-id>``."""
+    description: str = ""
+    """What the experiment is for, in a sentence."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    methods: list[str] = field(default_factory=list)
+    """Fine-tune with each of these methods in turn (full, lora, qlora); empty for ``model.method`` alone."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tokens: TokenConfig = field(default_factory=TokenConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    notebooks: list[str] = field(default_factory=lambda: ["01_explore_dataset.ipynb", "02_tokenization.ipynb",
+                                                          "03_finetune.ipynb", "04_compare.ipynb"])
+    """Notebooks papermill runs, in order; names in notebooks/ or paths."""
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in ("full", "lora", "qlora")]
+        if bad:
+            raise ConfigError(f"methods: {', '.join(bad)} not one of full, lora, qlora")
+
+    def method_list(self) -> list[str]:
+        return list(self.methods) or [self.model.method]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 from .config import ExperimentConfig
@@ -26,6 +27,10 @@ def experiment_splits(cfg: ExperimentConfig, out_dir=None) -> Splits:
     splits = report.splits
     if d.eval_split:
         test = load_dataset(d.source, format=d.format, columns=d.columns or None, split=d.eval_split, strict=d.strict)
+        if out_dir is not None:
+            from .files import atomic_write_jsonl
+
+            atomic_write_jsonl(Path(out_dir) / "test.jsonl", test.records())
         parts = dict(splits.parts)
         parts["test"] = test
         prints = dict(splits.fingerprints)
@@ -67,7 +72,8 @@ def finetune(cfg: ExperimentConfig, progress: bool = False, stop: threading.Even
     if cfg.model.task == "causal-lm" and cfg.data.format == "corpus" and cfg.model.name_or_path.startswith("scratch"):
         corpus = load_dataset(cfg.data.source, **cfg.data.load_kwargs())
         preset = cfg.model.name_or_path.partition(":")[2] or "small"
-        return pretrain(corpus, cfg.train.output_dir, cfg.train, preset=preset, stop=stop, on_log=callback)
+        return pretrain(corpus, cfg.train.output_dir, cfg.train, vocab_size=cfg.pretrain.vocab_size, preset=preset,
+                        stop=stop, on_log=callback)
     splits = experiment_splits(cfg)
     return run_training(splits["train"], splits.parts.get("validation"), cfg.model, cfg.train, cfg.lora, cfg.quant,
                         stop=stop, on_log=callback)

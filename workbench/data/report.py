@@ -130,10 +130,8 @@ def data_report(
         cleaned, _ = drop_duplicates(cleaned, report=dups)
     if redact and pii.findings:
         cleaned, _ = redact_pii(cleaned, allow=pii_allow)
-    splits = None
     written = None
-    if test > 0 or validation > 0:
-        splits = split_dataset(cleaned, test=test, validation=validation, seed=seed, stratify=stratify, rare="train")
-        if out_dir is not None:
-            written = splits.write(out_dir)
+    splits = split_dataset(cleaned, test=test, validation=validation, seed=seed, stratify=stratify, rare="train")
+    if out_dir is not None:
+        written = splits.write(out_dir)
     return DataReport(ds, dups, pii, splits, written, len(cleaned))

@@ -1,0 +1,180 @@
+"""Experiments: spec validation, papermill runs into run folders, failures, rerun, sweep, the runs table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from tiny import bpe_tokenizer
+from workbench import presets
+from workbench.config import ExperimentConfig, from_dict
+from workbench.data import DatasetError
+from workbench.experiments import (
+    RunFailed,
+    apply_overrides,
+    compare_runs,
+    grid,
+    list_runs,
+    redact,
+    rerun,
+    run_experiment,
+    sweep,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "notebooks"
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    tok = bpe_tokenizer(vocab_size=600)
+    cfg = presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+    return presets.save_base_model(cfg, tok, tmp_path_factory.mktemp("exp") / "base")
+
+
+def spec(base, tickets: Path = ROOT / "datasets" / "it_support" / "tickets.jsonl", **changes) -> dict:
+    s = {"name": "tiny-sft",
+         "data": {"source": str(tickets), "stratify": "category", "validation": 0.1, "test": 0.05},
+         "model": {"name_or_path": str(base), "task": "causal-lm", "method": "lora"},
+         "train": {"max_steps": 6, "learning_rate": 3e-3, "batch_size": 4, "max_length": 512, "logging_steps": 2},
+         "tokens": {"max_length": 512, "sample": 100},
+         "compare": {"max_new_tokens": 6, "max_examples": 4, "bootstrap_resamples": 100, "batch_size": 4}}
+    s.update(changes)
+    return s
+
+
+@pytest.mark.parametrize("body,expected", [
+    ({"trian": {}}, "unknown key 'trian' for ExperimentConfig. Did you mean 'train'?"),
+    ({"train": {"learnig_rate": 1e-4}}, "unknown key 'train.learnig_rate' for TrainConfig. Did you mean 'learning_rate'?"),
+    ({"train": {"batch_size": "big"}}, "train.batch_size: expected an integer, got 'big'"),
+    ({"model": {"method": "qlor"}}, "model.method: 'qlor' is not one of 'full', 'lora', 'qlora'. Did you mean 'qlora'?"),
+    ({"data": {"validation": 0.7, "test": 0.5}}, "validation + test must be below 1"),
+    ({"methods": ["lora", "dora"]}, "methods: dora not one of full, lora, qlora"),
+])
+def test_spec_errors_name_the_key_and_what_is_allowed(tmp_path, body, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(body))
+    proc = cli("run", path, "--runs", tmp_path / "runs")
+    assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_overrides_and_aliases():
+    cfg = apply_overrides(ExperimentConfig(), ["lr=1e-4", "lora.r=8", "train.epochs=2"])
+    assert (cfg.train.learning_rate, cfg.lora.r, cfg.train.epochs) == (1e-4, 8, 2.0)
+    assert grid(["lr=1e-4,3e-4", "lora.r=8,16"]) == [
+        {"lr": "1e-4", "lora.r": "8"}, {"lr": "1e-4", "lora.r": "16"},
+        {"lr": "3e-4", "lora.r": "8"}, {"lr": "3e-4", "lora.r": "16"}]
+
+
+def test_secrets_never_reach_the_manifest():
+    assert redact({"hf_token": "hf_abc", "nested": {"api_key": "sk-123"}, "lr": 1}) == \
+        {"hf_token": "***", "nested": {"api_key": "***"}, "lr": 1}
+    assert redact("workbench run x.yaml -p token=hf_secret") == "workbench run x.yaml -p token=***"
+
+
+@pytest.fixture(scope="module")
+def finished(base, tmp_path_factory):
+    """One complete run of the four notebooks on a tiny Llama."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = from_dict(ExperimentConfig, spec(base))
+    return run_experiment(cfg, root, argv=["workbench", "run", "tiny.yaml", "-p", "hf_token=hf_secret"])
+
+
+def test_a_run_folder_holds_everything_to_rerun_it(finished):
+    run = finished.run_dir
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "manifest.json", "status.json", "notebooks", "data", "train-lora", "compare",
+            "metrics.json"} <= names
+    assert json.loads((run / "status.json").read_text())["status"] == "succeeded"
+    executed = sorted(p.name for p in (run / "notebooks").iterdir())
+    assert executed == ["01-data.ipynb", "02-tokens.ipynb", "03-finetune-lora.ipynb", "04-compare.ipynb"]
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["git"]["commit"] and isinstance(man["git"]["dirty"], bool)
+    assert man["packages"]["torch"].startswith("2.") and man["hardware"]["cpus"] >= 1
+    assert set(man["data"]["splits"]) == {"train", "validation", "test"}
+    assert "hf_secret" not in (run / "manifest.json").read_text() and "hf_token=***" in man["command"]
+    assert (run / "train-lora" / "model" / "adapter_model.safetensors").exists()
+    assert (run / "compare" / "report.html").exists()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train-lora"]["global_step"] == 6 and set(metrics["compare"]) == {"base", "lora"}
+    nb = nbformat.read(run / "notebooks" / "03-finetune-lora.ipynb", 4)
+    assert "succeeded: step 6/6" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                                             for o in c.get("outputs", []))
+
+
+def test_rerun_reproduces_the_metrics_exactly(finished):
+    again = rerun(finished.run_dir)
+    assert again.run_dir != finished.run_dir
+    a, b = finished.metrics, again.metrics
+    timing = ("runtime", "per_second", "per_s", "seconds")  # wall-clock figures are not reproducible
+
+    def quality(m: dict) -> dict:
+        return {k: v for k, v in m.items() if not any(t in k for t in timing)}
+
+    assert quality(a["train-lora"]) == quality(b["train-lora"])
+    assert {k: quality(v) for k, v in a["compare"].items()} == {k: quality(v) for k, v in b["compare"].items()}
+    assert a["differences"] == b["differences"]
+
+
+def test_rerun_refuses_changed_data(base, tmp_path):
+    tickets = tmp_path / "tickets.jsonl"
+    tickets.write_text((ROOT / "datasets" / "it_support" / "tickets.jsonl").read_text())
+    cfg = from_dict(ExperimentConfig, spec(base, tickets, notebooks=["01_explore_dataset.ipynb"]))
+    first = run_experiment(cfg, tmp_path / "runs")
+    lines = tickets.read_text().splitlines()
+    tickets.write_text("\n".join(lines[:-1]) + "\n")  # one ticket fewer
+    with pytest.raises(DatasetError, match="the data changed since .* so the run cannot be repeated"):
+        rerun(first.run_dir)
+
+
+def test_a_failing_cell_is_recorded_and_the_notebook_kept(base, tmp_path):
+    path = tmp_path / "fail.yaml"
+    path.write_text(yaml.safe_dump(spec(base, notebooks=[str(FIXTURES / "failing_cell.ipynb")])))
+    proc = cli("run", path, "--runs", tmp_path / "runs", "--quiet")
+    assert proc.returncode == 1
+    assert "run failed: 01-failing_cell.ipynb: cell 3: ValueError: the data has no label column" in proc.stderr
+    run = next((tmp_path / "runs" / "tiny-sft").iterdir())
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "failed" and "ValueError" in status["reason"]
+    nb = nbformat.read(run / "notebooks" / "01-failing_cell.ipynb", 4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0]["evalue"] == "the data has no label column"
+
+
+def test_a_killed_kernel_is_a_failure_not_a_hang(base, tmp_path):
+    cfg = from_dict(ExperimentConfig, spec(base, notebooks=[str(FIXTURES / "kill_kernel.ipynb")]))
+    with pytest.raises(RunFailed, match="the kernel died"):
+        run_experiment(cfg, tmp_path / "runs", timeout=120)
+    run = next((tmp_path / "runs" / "tiny-sft").iterdir())
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"
+    assert (run / "notebooks" / "01-kill_kernel.ipynb").exists()
+
+
+def test_sweep_over_a_two_by_two_grid_and_the_runs_table(base, tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec(base, notebooks=["03_finetune.ipynb"], train={
+        "max_steps": 2, "batch_size": 4, "max_length": 512, "logging_steps": 1, "learning_rate": 1e-3})))
+    results = sweep(path, ["lr=1e-3,3e-3", "lora.r=4,8"], parallel=2, runs_root=tmp_path / "runs", echo=None)
+    assert sorted((r["params"]["lr"], r["params"]["lora.r"]) for r in results) == [
+        ("1e-3", "4"), ("1e-3", "8"), ("3e-3", "4"), ("3e-3", "8")]
+    assert all(r["returncode"] == 0 for r in results), results
+    table = list_runs(tmp_path / "runs")
+    assert len(table) == 4 and set(table["status"]) == {"succeeded"}
+    assert sorted(zip(table["lr"], table["r"])) == [(0.001, 4), (0.001, 8), (0.003, 4), (0.003, 8)]
+    a, b = sorted(table["path"])[:2]
+    config, metrics = compare_runs(a, b)
+    assert {k for k, _, _ in config} & {"train.learning_rate", "lora.r"}
+    listing = cli("runs", "--runs", tmp_path / "runs")
+    assert listing.returncode == 0 and listing.stdout.count("succeeded") == 4
