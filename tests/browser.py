@@ -81,3 +81,35 @@ def browser_page():
             yield page
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def jupyterlab(root: Path = ROOT, timeout: float = 90):
+    """JupyterLab on 127.0.0.1 without a token (a test server only); yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(ARTIFACTS / "jupyter-config")}
+    log = open(ARTIFACTS / "jupyterlab.log", "w") if ARTIFACTS.exists() else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", f"--ServerApp.root_dir={root}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_http(url + "api", proc, timeout)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def parameterized_copy(name: str, target: Path, parameters: dict) -> Path:
+    """``notebooks/<name>`` with its parameters replaced, written to ``target`` (papermill, not executed)."""
+    import papermill as pm
+
+    nb = pm.parameterize.parameterize_notebook(pm.iorw.load_notebook_node(str(ROOT / "notebooks" / name)), parameters)
+    pm.iorw.write_ipynb(nb, str(target))
+    return target

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from browser import ARTIFACTS, ROOT, browser_page, needs_chromium, voila
+from browser import ARTIFACTS, ROOT, browser_page, jupyterlab, needs_chromium, parameterized_copy, voila
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -50,8 +50,6 @@ def test_explorer_in_voila_search_filter_page(tmp_path):
 def test_compare_panel_in_voila_generates_with_two_models(tmp_path):
     import sys
 
-    import papermill as pm
-
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny import bpe_tokenizer
     from workbench import presets
@@ -62,16 +60,13 @@ def test_compare_panel_in_voila_generates_with_two_models(tmp_path):
         cfg = presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                  pad_token_id=tok.pad_token_id)
         paths[name] = presets.save_base_model(cfg, tok, tmp_path / name, seed=seed)
-    notebook = ROOT / "notebooks" / "zz_browser_compare.ipynb"  # beside the others: Voila runs it from notebooks/
-    pm.inspect_notebook(str(ROOT / "notebooks" / "04_compare.ipynb"))
-    nb = pm.parameterize.parameterize_notebook(
-        pm.iorw.load_notebook_node(str(ROOT / "notebooks" / "04_compare.ipynb")),
+    notebook = parameterized_copy(
+        "04_compare.ipynb", ROOT / "notebooks" / "zz_browser_compare.ipynb",  # beside the others: same cwd
         # Random weights with tied embeddings greedily repeat the last prompt token (a newline); sampling
         # makes them write visible text.
         {"models": f"alpha={paths['alpha']}, beta={paths['beta']}", "max_examples": 4, "max_new_tokens": 6,
          "do_sample": True, "temperature": 1.0, "top_p": 1.0,
          "bootstrap_resamples": 100, "report_dir": str(tmp_path / "report")})
-    pm.iorw.write_ipynb(nb, str(notebook))
     try:
         with voila(notebook, timeout=120) as url, browser_page() as page:
             page.goto(url, timeout=180_000)
@@ -89,3 +84,83 @@ def test_compare_panel_in_voila_generates_with_two_models(tmp_path):
             assert page.errors == []
     finally:
         notebook.unlink(missing_ok=True)
+
+
+def _tab(page, title: str):
+    page.locator(".lm-TabBar-tab", has_text=re.compile(f"^{title}$")).first.click()
+
+
+def test_dashboard_in_voila_load_tokens_train_stop_runs(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny import bpe_tokenizer
+    from workbench import presets
+
+    tok = bpe_tokenizer(vocab_size=600)
+    base = presets.save_base_model(presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id,
+                                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+                                   tok, tmp_path / "base")
+    runs = tmp_path / "runs"
+    notebook = parameterized_copy("dashboard.ipynb", ROOT / "notebooks" / "zz_browser_dashboard.ipynb", {
+        "source": "", "tokenizers": "kb-bpe", "name_or_path": str(base), "method": "full", "max_steps": 3000,
+        "learning_rate": 0.003, "batch_size": 4, "max_length": 256, "logging_steps": 1, "runs_root": str(runs)})
+    shots = ARTIFACTS / "dashboard"
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        with voila(notebook, timeout=120) as url, browser_page() as page:
+            page.goto(url, timeout=180_000)
+            page.wait_for_selector(".wb-dashboard", timeout=180_000)
+            page.fill(".wb-source input", "../datasets/it_support/tickets.jsonl")
+            page.click("button.wb-load")
+            page.wait_for_function(
+                "() => document.querySelector('.wb-dashboard-status').innerText.includes('335 rows')", timeout=60_000)
+            page.screenshot(path=str(shots / "1-dataset.png"), full_page=True)
+
+            _tab(page, "Tokens")
+            page.wait_for_selector(".wb-token-table table", timeout=60_000)
+            assert "kb-bpe" in page.locator(".wb-token-table").inner_text()
+            page.screenshot(path=str(shots / "2-tokens.png"), full_page=True)
+
+            _tab(page, "Train")
+            page.click("button.wb-start")
+            page.wait_for_function(
+                "() => document.querySelector('.wb-train-progress').innerText.includes('loss')", timeout=120_000)
+            first = page.locator(".wb-curves").get_attribute("src")
+            page.wait_for_function(  # the loss curve redraws as training goes on
+                f"() => document.querySelector('.wb-curves').getAttribute('src') !== {first!r}", timeout=120_000)
+            page.screenshot(path=str(shots / "3-training.png"), full_page=True)
+            page.click("button.wb-stop")
+            page.wait_for_function(
+                "() => document.querySelector('.wb-train-status').innerText.includes('stopped')", timeout=120_000)
+            status = page.locator(".wb-train-status").inner_text()
+            step = int(re.search(r"at step (\d+)/3000", status).group(1))
+            assert 0 < step < 3000
+
+            _tab(page, "Runs")
+            page.click("button.wb-refresh-runs")
+            page.wait_for_function(
+                "() => document.querySelector('.wb-runs-table').innerText.includes('stopped')", timeout=30_000)
+            table = page.locator(".wb-runs-table").inner_text()
+            assert "dashboard" in table
+            page.screenshot(path=str(shots / "4-runs.png"), full_page=True)
+            assert page.locator(".jupyter-widgets-error-widget").count() == 0
+            assert page.errors == []
+    finally:
+        notebook.unlink(missing_ok=True)
+
+
+def test_jupyterlab_runs_the_explorer_notebook(tmp_path):
+    with jupyterlab() as url, browser_page() as page:
+        page.goto(url + "lab/tree/notebooks/01_explore_dataset.ipynb", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook", timeout=120_000)
+        page.wait_for_function(  # the kernel is up
+            "() => document.querySelector('.jp-Notebook') && !document.title.includes('Loading')", timeout=120_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).first.click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).first.click()
+        page.wait_for_selector(".jp-OutputArea .wb-dataset-panel", timeout=180_000)
+        panel = page.locator(".jp-OutputArea .wb-dataset-panel").first
+        assert "10,003 rows" in panel.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-explorer.png"), full_page=False)
+        assert page.locator(".jupyter-widgets-error-widget").count() == 0
+        assert page.errors == []

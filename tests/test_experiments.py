@@ -178,3 +178,13 @@ def test_sweep_over_a_two_by_two_grid_and_the_runs_table(base, tmp_path):
     assert {k for k, _, _ in config} & {"train.learning_rate", "lora.r"}
     listing = cli("runs", "--runs", tmp_path / "runs")
     assert listing.returncode == 0 and listing.stdout.count("succeeded") == 4
+
+
+def test_relative_runs_folder_is_resolved_before_notebooks_run(base, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = from_dict(ExperimentConfig, spec(base, notebooks=["03_finetune.ipynb"], train={
+        "max_steps": 1, "batch_size": 4, "max_length": 512}))
+    record = run_experiment(cfg, "relative-runs")
+    assert record.run_dir.is_absolute() and record.run_dir.is_relative_to(tmp_path / "relative-runs")
+    assert (record.run_dir / "train-lora" / "model").exists()
+    assert not (ROOT / "notebooks" / "relative-runs").exists()

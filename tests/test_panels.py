@@ -212,3 +212,56 @@ def test_train_panel_shows_training_errors(tickets):
     p.wait()
     assert "wb-error" in p.status.value and "would train on nothing" in p.status.value
     assert isinstance(p.error, TrainingError) and not p.start_btn.disabled
+
+
+def test_runs_panel_sorts_filters_overlays_and_diffs(tmp_path):
+    import json
+
+    import yaml
+
+    from workbench.config import ExperimentConfig, dump_yaml, from_dict
+    from workbench.panels import RunsPanel
+
+    for i, (status, lr) in enumerate([("succeeded", 1e-4), ("failed", 3e-4), ("succeeded", 2e-4)]):
+        run = tmp_path / "exp" / f"2026112{i}-000000"
+        run.mkdir(parents=True)
+        (run / "status.json").write_text(json.dumps({"status": status}))
+        (run / "config.yaml").write_text(dump_yaml(from_dict(ExperimentConfig, {"train": {"learning_rate": lr}})))
+        (run / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "loss": 3 / s}) + "\n" for s in (1, 2, 3)))
+        (run / "metrics.json").write_text(json.dumps({"train-full": {"eval_loss": lr * 1000}}))
+    p = RunsPanel(tmp_path)
+    assert p.table.value.count("</tr>") == 4  # header + 3 runs
+    p.filter.value = "failed"
+    assert p.table.value.count("</tr>") == 2 and "failed" in p.table.value
+    p.filter.value = ""
+    p.sort.value = "lr"
+    p.descending.value = False
+    assert list(p.visible()["lr"]) == [1e-4, 2e-4, 3e-4]
+    paths = [v for _, v in p.select.options]
+    p.select.value = tuple(paths[:2])
+    assert bytes(p.curves.value).startswith(b"\x89PNG")
+    p.diff_btn.click()
+    assert "train.learning_rate" in p.diff.value and "train-full.eval_loss" in p.diff.value
+    p.report_btn.click()
+    assert "Select a run with a comparison report" in p.report.value
+    assert yaml.safe_load((Path(paths[0]) / "config.yaml").read_text())["train"]["learning_rate"] in (1e-4, 3e-4, 2e-4)
+
+
+def test_dashboard_loads_a_dataset_into_every_tab(tmp_path):
+    from workbench.config import ModelConfig, TrainConfig
+    from workbench.panels import Dashboard
+
+    d = Dashboard("", ["kb-bpe"], ModelConfig(name_or_path="unused", method="lora"), TrainConfig(max_length=256),
+                  tmp_path / "runs")
+    assert "Load a dataset" in d.tabs.children[0].children[0].value and "No runs" in d.runs.table.value
+    d.source.value = "tests/fixtures/malformed/definitely_missing.csv"
+    d.load_btn.click()
+    assert "wb-error" in d.status.value and "no such file" in d.status.value
+    d.source.value = "datasets/it_support/tickets.jsonl"
+    d.load_btn.click()
+    assert "prompt_completion, 335 rows" in d.status.value
+    assert d.dataset_panel.page.matches == 335
+    assert "kb-bpe" in d.token_panel.table.value
+    assert d.train_panel.model_cfg.task == "causal-lm"
+    assert d.tabs.children[2].children[0] is d.train_panel.widget
+    assert d.train_panel._run_dirs().startswith(str(tmp_path / "runs" / "dashboard"))

@@ -263,6 +263,8 @@ class ModelConfig:
     """Where to train; ``auto`` picks cuda, then mps, then cpu."""
     pooling: Literal["auto", "mean", "cls"] = "auto"
     """Classification pooling; ``auto`` is mean for sentence-transformers encoders, the model's own head otherwise."""
+    normalize: bool = True
+    """L2-normalise pooled embeddings before the head (as sentence-transformers encoders were trained)."""
     trust_remote_code: bool = False
     """Run code shipped with a hub model. Off unless you trust its author."""
     gradient_checkpointing: bool = False
@@ -317,6 +319,10 @@ class TrainConfig:
     """Peak learning rate (of the adapters, or of the whole model for ``full``)."""
     head_learning_rate: float | None = None
     """Learning rate of a classification head; None for ``learning_rate``."""
+    head_init: Literal["random", "probe"] = "random"
+    """Classification: start the head at a logistic-regression probe on frozen embeddings (LP-FT)."""
+    probe_c: float = 30.0
+    """Inverse regularisation of that probe (scikit-learn's C)."""
     batch_size: int = 8
     """Examples per device batch."""
     grad_accum: int = 1

@@ -313,7 +313,8 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
         RunFailed: a cell failed or the kernel died; the run folder keeps the executed notebook.
     """
     start = time.time()
-    run_dir = run_dir or new_run_dir(cfg, Path(runs_root))
+    # Absolute: notebooks run in notebooks/, and every path handed to them derives from this one.
+    run_dir = (run_dir or new_run_dir(cfg, Path(runs_root))).resolve()
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     man = manifest(cfg, run_dir, argv)

@@ -93,10 +93,11 @@ class PooledClassifier(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, normalize: bool = False):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
+        self.normalize = normalize
         self.dropout = nn.Dropout(dropout)
         hidden = encoder.config.hidden_size
         self.head = nn.Linear(hidden, num_labels)
@@ -113,7 +114,14 @@ class PooledClassifier(nn.Module):
     def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return self.pool(out.last_hidden_state, attention_mask)
+        pooled = self.pool(out.last_hidden_state, attention_mask)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def init_head(self, weight, bias) -> None:
+        """Set the head (labels x hidden, labels), e.g. from a logistic-regression probe (LP-FT)."""
+        with torch.no_grad():
+            self.head.weight.copy_(torch.as_tensor(weight, dtype=self.head.weight.dtype))
+            self.head.bias.copy_(torch.as_tensor(bias, dtype=self.head.bias.dtype))
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
         from transformers.modeling_outputs import SequenceClassifierOutput
@@ -134,7 +142,8 @@ class PooledClassifier(nn.Module):
         self.encoder.save_pretrained(out / ("adapter" if method in ("lora", "qlora") else "encoder"))
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE))
         atomic_write_json(out / CLASSIFIER_FILE, {"base": base, "method": method, "pooling": self.pooling,
-                                                  "num_labels": self.num_labels, "labels": labels})
+                                                  "normalize": self.normalize, "num_labels": self.num_labels,
+                                                  "labels": labels})
 
 
 def load_classifier(path: str | Path, device: str = "cpu") -> tuple[PooledClassifier, list[str]]:
@@ -152,7 +161,7 @@ def load_classifier(path: str | Path, device: str = "cpu") -> tuple[PooledClassi
 
         base = AutoModel.from_pretrained(resolve_path(meta["base"]))
         encoder = PeftModel.from_pretrained(base, path / "adapter")
-    model = PooledClassifier(encoder, meta["num_labels"], meta["pooling"])
+    model = PooledClassifier(encoder, meta["num_labels"], meta["pooling"], normalize=meta.get("normalize", False))
     model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
     return model.to(device).eval(), meta["labels"]
 
@@ -218,7 +227,8 @@ def load_model(cfg: ModelConfig, quant: QuantConfig = QuantConfig(), lora: LoraC
         pool = pooling_mode(path, cfg.pooling)
         if pool:
             encoder = AutoModel.from_pretrained(path, **common)
-            model = PooledClassifier(encoder, len(labels), pool, label_smoothing=label_smoothing)
+            model = PooledClassifier(encoder, len(labels), pool, label_smoothing=label_smoothing,
+                                     normalize=cfg.normalize)
             kind = "pooled-classifier"
         else:
             model = AutoModelForSequenceClassification.from_pretrained(

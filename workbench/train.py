@@ -297,19 +297,43 @@ def classification_metrics(eval_pred) -> dict:
 # --------------------------------------------------------------------------- the run
 
 
+def init_head_from_probe(loaded, train: LoadedDataset, cfg: TrainConfig) -> None:
+    """LP-FT: fit a logistic regression on the frozen encoder's embeddings and start the head there.
+
+    Fine-tuning then begins near the probe's accuracy, and the first gradients do not
+    distort the pretrained features through a random head.
+    """
+    from .probe import embed, fit_probe
+
+    model = loaded.model
+    if loaded.kind != "pooled-classifier":
+        raise TrainingError("head_init: probe needs a pooled classification head (a sentence-transformers encoder).")
+    x = embed(train.frame["text"].tolist(), model.encoder, max_length=cfg.max_length, device=loaded.device,
+              pooling=model.pooling, normalize=model.normalize, tokenizer=loaded.tokenizer)
+    probe = fit_probe(train, C=cfg.probe_c, max_length=cfg.max_length, embeddings=x)
+    model.init_head(*probe.head_weights())
+    model.encoder.train()
+
+
 def _optimizer(model, cfg: TrainConfig, kind: str):
-    """AdamW with a separate learning rate for a classification head when asked for."""
+    """AdamW with a separate learning rate for a classification head when asked for.
+
+    Biases and LayerNorm weights get no weight decay; neither does the head.
+    """
     import torch
 
     if cfg.head_learning_rate is None or kind != "pooled-classifier":
         return None
     head = [p for p in model.head.parameters() if p.requires_grad]
     head_ids = {id(p) for p in head}
-    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    return torch.optim.AdamW([
-        {"params": body, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay},
-        {"params": head, "lr": cfg.head_learning_rate, "weight_decay": 0.0},
-    ], lr=cfg.learning_rate)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad and id(p) not in head_ids:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    groups = [{"params": decay, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "lr": cfg.learning_rate, "weight_decay": 0.0},
+              {"params": head, "lr": cfg.head_learning_rate, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate)
 
 
 def run_training(
@@ -393,6 +417,8 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
         collator = SFTCollator(tok.pad_token_id if tok.pad_token_id is not None else 0, train_cfg.packing)
     if init_head is not None:
         init_head(loaded.model, train)
+    elif classification and train_cfg.head_init == "probe":
+        init_head_from_probe(loaded, train, train_cfg)
 
     discarded = discard_incomplete(ckpt_dir)
     done = complete_checkpoints(ckpt_dir) if train_cfg.resume else []

@@ -25,14 +25,18 @@ class TrainPanel(Panel):
         model, train_cfg, lora, quant: Starting settings; the form edits a copy.
         run: The training function (``workbench.train.run_training``; tests pass a stub).
         plot_every: Seconds between curve redraws while training.
+        run_dirs: Gives a fresh run folder for each Start (Resume continues the last one);
+            None to always use ``train_cfg.output_dir``.
     """
 
     def __init__(self, train: LoadedDataset, eval: LoadedDataset | None, model: ModelConfig = ModelConfig(),
                  train_cfg: TrainConfig = TrainConfig(), lora: LoraConfig = LoraConfig(),
-                 quant: QuantConfig = QuantConfig(), run: Callable = run_training, plot_every: float = 2.0):
+                 quant: QuantConfig = QuantConfig(), run: Callable = run_training, plot_every: float = 2.0,
+                 run_dirs: Callable[[], str] | None = None):
         self.train_ds, self.eval_ds = train, eval
         self.model_cfg, self.train_cfg, self.lora_cfg, self.quant_cfg = model, train_cfg, lora, quant
-        self._run, self.plot_every = run, plot_every
+        self._run, self.plot_every, self._run_dirs = run, plot_every, run_dirs
+        self.output_dir = train_cfg.output_dir
         self.stop_event = threading.Event()
         self.log: list[dict] = []
         self.result = None
@@ -93,7 +97,9 @@ class TrainPanel(Panel):
         if self.running:
             return None
         model, train, lora = self.configs()
-        train = replace(train, resume=resume)
+        if self._run_dirs is not None and not resume:
+            self.output_dir = self._run_dirs()
+        train = replace(train, resume=resume, output_dir=self.output_dir)
         self.stop_event.clear()
         self.error, self.result = None, None
         if not resume:

@@ -1,0 +1,147 @@
+"""RunsPanel: the runs table, loss curves of selected runs overlaid, config diff, a run's report."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Callable
+
+import ipywidgets as widgets
+
+from ..experiments import compare_runs, list_runs
+from ..plots import to_png
+from .base import Panel
+
+
+def _train_logs(run: Path) -> dict[str, list[dict]]:
+    """Training logs of a run: its own (a training run folder) or those of its train-* steps."""
+    from ..train import load_log
+
+    logs = {}
+    if (run / "train_log.jsonl").exists():
+        logs[run.name] = load_log(run)
+    for sub in sorted(run.glob("train-*")) + sorted(run.glob("pretrain")):
+        if (sub / "train_log.jsonl").exists():
+            logs[f"{run.name}/{sub.name}"] = load_log(sub)
+    return logs
+
+
+def overlay_curves(runs: list[Path]):
+    """Training loss of every selected run on one plot."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    for run in runs:
+        for name, log in _train_logs(run).items():
+            points = [(e["step"], e["loss"]) for e in log if "loss" in e]
+            if points:
+                ax.plot(*zip(*points), label=name)
+    ax.set_xlabel("step", fontsize=9)
+    ax.set_ylabel("training loss", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+class RunsPanel(Panel):
+    """Every run under ``runs_root``: sort, filter, overlay curves, diff configs, open reports.
+
+    Args:
+        runs_root: The runs folder.
+        lister: Builds the table (``workbench.experiments.list_runs``; tests pass a stub).
+    """
+
+    def __init__(self, runs_root: str | Path = "runs", lister: Callable = list_runs):
+        self.root = Path(runs_root)
+        self._list = lister
+        self.table_df = None
+        self.refresh_btn = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_btn.add_class("wb-refresh-runs")
+        self.filter = widgets.Text(placeholder="filter: experiment, status, model…", description="Filter",
+                                   continuous_update=False)
+        self.sort = widgets.Dropdown(options=["run"], value="run", description="Sort by")
+        self.descending = widgets.Checkbox(value=True, description="descending")
+        self.table = widgets.HTML()
+        self.table.add_class("wb-runs-table")
+        self.select = widgets.SelectMultiple(options=[], description="Runs", rows=6,
+                                             layout=widgets.Layout(width="70%"))
+        self.curves = widgets.Image(format="png")
+        self.diff = widgets.HTML()
+        self.report = widgets.HTML()
+        self.diff_btn = widgets.Button(description="Diff two runs")
+        self.report_btn = widgets.Button(description="Open report")
+        self.refresh_btn.on_click(lambda _: self.refresh())
+        for w in (self.filter, self.sort, self.descending):
+            w.observe(lambda _: self.render(), names="value")
+        self.select.observe(lambda _: self.plot(), names="value")
+        self.diff_btn.on_click(lambda _: self.show_diff())
+        self.report_btn.on_click(lambda _: self.show_report())
+        self.widget = widgets.VBox([
+            widgets.HBox([self.refresh_btn, self.filter, self.sort, self.descending]), self.table,
+            self.select, widgets.HBox([self.diff_btn, self.report_btn]), self.curves, self.diff, self.report])
+        self.widget.add_class("wb-runs-panel")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the runs folder again."""
+        self.table_df = self._list(self.root)
+        if self.table_df is not None and len(self.table_df):
+            cols = [c for c in self.table_df.columns if c not in ("path", "reason")]
+            self.sort.options = cols
+            if self.sort.value not in cols:
+                self.sort.value = "run"
+            self.select.options = [(f"{r.experiment}/{r.run} ({r.status})", r.path)
+                                   for r in self.table_df.itertuples()]
+        self.render()
+
+    def visible(self):
+        df = self.table_df
+        if df is None or not len(df):
+            return df
+        q = self.filter.value.strip().lower()
+        if q:
+            text = df.astype(str).agg(" ".join, axis=1).str.lower()
+            df = df[text.str.contains(q, regex=False)]
+        if self.sort.value in df.columns:
+            df = df.sort_values(self.sort.value, ascending=not self.descending.value, na_position="last")
+        return df
+
+    def render(self) -> None:
+        df = self.visible()
+        if df is None or not len(df):
+            self.table.value = f"<i>No runs under {html.escape(str(self.root))}/ yet.</i>"
+            return
+        shown = df.drop(columns=[c for c in ("path",) if c in df.columns])
+        self.table.value = shown.to_html(index=False, classes="wb-table", na_rep="", float_format=lambda v: f"{v:.4g}")
+
+    def plot(self) -> None:
+        runs = [Path(p) for p in self.select.value]
+        if runs:
+            self.curves.value = to_png(overlay_curves(runs))
+
+    def show_diff(self) -> None:
+        runs = list(self.select.value)
+        if len(runs) != 2:
+            self.diff.value = "<i>Select exactly two runs.</i>"
+            return
+        try:
+            config, metrics = compare_runs(*runs)
+        except (OSError, ValueError) as e:
+            self.diff.value = self.error_html(e)
+            return
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(a))}</td><td>{html.escape(str(b))}</td></tr>"
+                       for k, a, b in config) or "<tr><td colspan=3>identical</td></tr>"
+        mrows = "".join(f"<tr><td>{html.escape(k)}</td><td>{a:.4g}</td><td>{b:.4g}</td><td>{d:+.4g}</td></tr>"
+                        for k, a, b, d in metrics) or "<tr><td colspan=4>no numeric differences</td></tr>"
+        self.diff.value = (f"<h4>Config</h4><table class='wb-table'><tr><th>key</th><th>A</th><th>B</th></tr>{rows}"
+                           f"</table><h4>Metrics</h4><table class='wb-table'><tr><th>metric</th><th>A</th><th>B</th>"
+                           f"<th>B - A</th></tr>{mrows}</table>")
+
+    def show_report(self) -> None:
+        runs = list(self.select.value)
+        report = Path(runs[0]) / "compare" / "report.html" if runs else None
+        if not report or not report.exists():
+            self.report.value = "<i>Select a run with a comparison report.</i>"
+            return
+        self.report.value = (f'<iframe class="wb-report" style="width:100%;height:600px;border:1px solid #ccc" '
+                             f'srcdoc="{html.escape(report.read_text())}"></iframe>')
