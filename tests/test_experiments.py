@@ -188,3 +188,11 @@ def test_relative_runs_folder_is_resolved_before_notebooks_run(base, tmp_path, m
     assert record.run_dir.is_absolute() and record.run_dir.is_relative_to(tmp_path / "relative-runs")
     assert (record.run_dir / "train-lora" / "model").exists()
     assert not (ROOT / "notebooks" / "relative-runs").exists()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_experiments_validate(path):
+    from workbench.config import load_yaml
+
+    cfg = load_yaml(ExperimentConfig, path)
+    assert cfg.name == path.stem and Path(ROOT / cfg.data.source).exists()
