@@ -51,15 +51,10 @@ def test_compare_panel_in_voila_generates_with_two_models(tmp_path):
     import sys
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny import bpe_tokenizer
-    from workbench import presets
+    from tiny import tiny_base
 
-    tok = bpe_tokenizer(vocab_size=600)
-    paths = {}
-    for seed, name in ((0, "alpha"), (1, "beta")):  # two different random tiny models: different outputs
-        cfg = presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                 pad_token_id=tok.pad_token_id)
-        paths[name] = presets.save_base_model(cfg, tok, tmp_path / name, seed=seed)
+    # two different random tiny models: different outputs
+    paths = {name: tiny_base(tmp_path / name, seed=seed) for seed, name in ((0, "alpha"), (1, "beta"))}
     notebook = parameterized_copy(
         "04_compare.ipynb", ROOT / "notebooks" / "zz_browser_compare.ipynb",  # beside the others: same cwd
         # Random weights with tied embeddings greedily repeat the last prompt token (a newline); sampling
@@ -94,13 +89,9 @@ def test_dashboard_in_voila_load_tokens_train_stop_runs(tmp_path):
     import sys
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny import bpe_tokenizer
-    from workbench import presets
+    from tiny import tiny_base
 
-    tok = bpe_tokenizer(vocab_size=600)
-    base = presets.save_base_model(presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id,
-                                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-                                   tok, tmp_path / "base")
+    base = tiny_base(tmp_path / "base")
     runs = tmp_path / "runs"
     notebook = parameterized_copy("dashboard.ipynb", ROOT / "notebooks" / "zz_browser_dashboard.ipynb", {
         "source": "", "tokenizers": "kb-bpe", "name_or_path": str(base), "method": "full", "max_steps": 3000,

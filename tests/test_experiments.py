@@ -11,8 +11,7 @@ import nbformat
 import pytest
 import yaml
 
-from tiny import bpe_tokenizer
-from workbench import presets
+from tiny import tiny_base
 from workbench.config import ExperimentConfig, from_dict
 from workbench.data import DatasetError
 from workbench.experiments import (
@@ -38,10 +37,7 @@ def cli(*args, cwd=ROOT):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tok = bpe_tokenizer(vocab_size=600)
-    cfg = presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
-    return presets.save_base_model(cfg, tok, tmp_path_factory.mktemp("exp") / "base")
+    return tiny_base(tmp_path_factory.mktemp("exp") / "base")
 
 
 def spec(base, tickets: Path = ROOT / "datasets" / "it_support" / "tickets.jsonl", **changes) -> dict:

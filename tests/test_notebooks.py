@@ -89,13 +89,9 @@ def test_finetune_notebook_on_a_tiny_llama(tmp_path):
     import sys
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny import bpe_tokenizer
-    from workbench import presets
+    from tiny import tiny_base
 
-    tok = bpe_tokenizer(vocab_size=600)
-    base = presets.save_base_model(presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id,
-                                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-                                   tok, tmp_path / "base")
+    base = tiny_base(tmp_path / "base")
     text, _, pngs = _run(tmp_path, "03_finetune.ipynb", source="../datasets/it_support/tickets.jsonl",
                          eval_split="", stratify="category", name_or_path=str(base), task="causal-lm", method="lora",
                          output_dir=str(tmp_path / "run"), max_steps=6, learning_rate=3e-3, batch_size=4,

@@ -36,3 +36,13 @@ def bpe_tokenizer(vocab_size: int = 600, chat_template: str | None = None):
     from workbench.tokens import train_tokenizer
 
     return train_tokenizer(kb_texts(), vocab_size=vocab_size, chat_template=chat_template)
+
+
+def tiny_base(out_dir, vocab_size: int = 600, seed: int = 0):
+    """A tiny Llama with random weights and the KB tokenizer, saved to ``out_dir`` (loads via from_pretrained)."""
+    from workbench import presets
+
+    tok = bpe_tokenizer(vocab_size=vocab_size)
+    cfg = presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+    return presets.save_base_model(cfg, tok, out_dir, seed=seed)

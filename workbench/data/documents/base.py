@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from ...config import ConfigError, DocumentConfig  # noqa: F401 - DocumentConfig re-exported
+from ...config import DocumentConfig  # noqa: F401 - re-exported
 from ..problems import Problem
 
 #: Problem kinds that documents add to ``workbench.data.problems.PROBLEM_KINDS``.
