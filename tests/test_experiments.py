@@ -95,7 +95,8 @@ def test_a_run_folder_holds_everything_to_rerun_it(finished):
             "metrics.json"} <= names
     assert json.loads((run / "status.json").read_text())["status"] == "succeeded"
     executed = sorted(p.name for p in (run / "notebooks").iterdir())
-    assert executed == ["01-data.ipynb", "02-tokens.ipynb", "03-finetune-lora.ipynb", "04-compare.ipynb"]
+    assert executed == ["01-data.ipynb", "02-tokens.ipynb", "03-finetune-lora.ipynb", "03-finetune-lora.yaml",
+                        "04-compare.ipynb"]  # the fine-tuning step's full config sits beside its notebook
     man = json.loads((run / "manifest.json").read_text())
     assert man["git"]["commit"] and isinstance(man["git"]["dirty"], bool)
     assert man["packages"]["torch"].startswith("2.") and man["hardware"]["cpus"] >= 1
@@ -192,3 +193,11 @@ def test_shipped_experiments_validate(path):
 
     cfg = load_yaml(ExperimentConfig, path)
     assert cfg.name == path.stem and Path(ROOT / cfg.data.source).exists()
+
+
+def test_fields_outside_a_notebooks_form_reach_training(base, tmp_path):
+    cfg = from_dict(ExperimentConfig, spec(base, notebooks=["03_finetune.ipynb"], train={
+        "max_steps": 1, "batch_size": 4, "max_length": 512, "weight_decay": 0.123, "probe_c": 7.0}))
+    record = run_experiment(cfg, tmp_path / "runs")
+    written = yaml.safe_load((record.run_dir / "train-lora" / "config.yaml").read_text())
+    assert written["train"]["weight_decay"] == 0.123 and written["train"]["probe_c"] == 7.0

@@ -228,13 +228,17 @@ def _reason(exc: BaseException, notebook: Path) -> str:
 
 
 def new_run_dir(cfg: ExperimentConfig, runs_root: Path) -> Path:
+    """Claim a fresh ``runs_root/<name>/<time>[-n]`` folder; mkdir is atomic, so parallel runs never share one."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = runs_root / cfg.name / stamp
-    run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{stamp}-{n}")
-    return run_dir
+    (runs_root / cfg.name).mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        run_dir = runs_root / cfg.name / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            n += 1
 
 
 def _step_plan(cfg: ExperimentConfig, run_dir: Path) -> list[tuple[str, str, dict, ExperimentConfig]]:
@@ -335,8 +339,13 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
             echo(f"[{i}/{len(plan)}] {label}: {path.name}")
         atomic_write_json(run_dir / "status.json", {"status": "running", "reason": "", "started": start,
                                                     "step": f"{i}/{len(plan)} {label}"})
+        params = notebook_parameters(path, step_cfg, {**extra, "experiment": ""})
+        if "experiment" in params:  # notebooks that take the whole resolved step config, not only their form
+            step_file = run_dir / "notebooks" / f"{i:02d}-{label}.yaml"
+            atomic_write_text(step_file, dump_yaml(step_cfg))
+            params["experiment"] = str(step_file)
         try:
-            _execute(path, out, notebook_parameters(path, step_cfg, extra), timeout)
+            _execute(path, out, params, timeout)
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised as RunFailed
             reason = _reason(e, out)
             atomic_write_json(run_dir / "status.json", {"status": "failed", "reason": reason, "started": start,
