@@ -177,10 +177,16 @@ def test_sweep_over_a_two_by_two_grid_and_the_runs_table(base, tmp_path):
     assert listing.returncode == 0 and listing.stdout.count("succeeded") == 4
 
 
-def test_relative_runs_folder_is_resolved_before_notebooks_run(base, tmp_path, monkeypatch):
+def test_relative_paths_are_resolved_before_notebooks_run(base, tmp_path, monkeypatch):
+    # Notebooks run in notebooks/: the runs folder, the data and the model given relative to where
+    # the command runs (as the shipped experiments give them) must reach them as absolute paths.
+    import shutil
+
+    shutil.copytree(base, tmp_path / "models" / "base")
+    shutil.copy(ROOT / "datasets" / "it_support" / "tickets.jsonl", tmp_path / "tickets.jsonl")
     monkeypatch.chdir(tmp_path)
-    cfg = from_dict(ExperimentConfig, spec(base, notebooks=["03_finetune.ipynb"], train={
-        "max_steps": 1, "batch_size": 4, "max_length": 512}))
+    cfg = from_dict(ExperimentConfig, spec("models/base", Path("tickets.jsonl"), notebooks=["03_finetune.ipynb"],
+                                           train={"max_steps": 1, "batch_size": 4, "max_length": 512}))
     record = run_experiment(cfg, "relative-runs")
     assert record.run_dir.is_absolute() and record.run_dir.is_relative_to(tmp_path / "relative-runs")
     assert (record.run_dir / "train-lora" / "model").exists()
@@ -201,3 +207,12 @@ def test_fields_outside_a_notebooks_form_reach_training(base, tmp_path):
     record = run_experiment(cfg, tmp_path / "runs")
     written = yaml.safe_load((record.run_dir / "train-lora" / "config.yaml").read_text())
     assert written["train"]["weight_decay"] == 0.123 and written["train"]["probe_c"] == 7.0
+
+
+def test_the_one_line_reason_keeps_the_problem_a_header_introduces():
+    from workbench.experiments import _headline
+
+    message = "1 problem:\n  - dataset: 'x' is not a local file or folder. Fix: point at a local file.\n"
+    assert _headline(message) == "1 problem: - dataset: 'x' is not a local file or folder. Fix: point at a local file."
+    assert _headline("the data has no label column\nmore detail") == "the data has no label column"
+    assert _headline("x" * 1000).endswith("...") and len(_headline("x" * 1000)) == 400

@@ -173,6 +173,16 @@ def _absolute(value: str) -> str:
     return value
 
 
+def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config with its local paths (data, pretraining corpus, model folder) made absolute.
+
+    Step configs are read by notebooks that run in notebooks/, not where the command ran.
+    """
+    return replace(cfg, data=replace(cfg.data, source=_absolute(cfg.data.source)),
+                   pretrain=replace(cfg.pretrain, source=_absolute(cfg.pretrain.source)),
+                   model=replace(cfg.model, name_or_path=_absolute(cfg.model.name_or_path)))
+
+
 def _primitive(value, default):
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
@@ -203,9 +213,6 @@ def notebook_parameters(path: Path, cfg: ExperimentConfig, extra: dict) -> dict:
             if obj is not None and name in {f.name for f in dataclasses.fields(obj)}:
                 out[name] = _primitive(getattr(obj, name), default)
                 break
-    for key in ("source",):
-        if isinstance(out.get(key), str):
-            out[key] = _absolute(out[key])
     return out
 
 
@@ -216,15 +223,22 @@ def _execute(path: Path, out: Path, params: dict, timeout: int | None) -> None:
                         progress_bar=False, execution_timeout=timeout, log_output=False)
 
 
+def _headline(message: str, limit: int = 400) -> str:
+    """One line of an error message; "1 problem:"-style headers keep the line they introduce."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()] or [""]
+    text = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _reason(exc: BaseException, notebook: Path) -> str:
     name = type(exc).__name__
     if name == "PapermillExecutionError":
-        return f"{notebook.name}: cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).splitlines()[0][:200]}"
+        return f"{notebook.name}: cell {exc.exec_count}: {exc.ename}: {_headline(str(exc.evalue))}"
     if name in ("DeadKernelError",) or "died" in str(exc).lower() or "dead" in str(exc).lower():
         return f"{notebook.name}: the kernel died (killed, or out of memory) while running"
     if name in ("CellTimeoutError", "TimeoutError"):
         return f"{notebook.name}: a cell ran past the time limit"
-    return f"{notebook.name}: {name}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    return f"{notebook.name}: {name}: {_headline(str(exc))}"
 
 
 def new_run_dir(cfg: ExperimentConfig, runs_root: Path) -> Path:
@@ -339,6 +353,7 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
             echo(f"[{i}/{len(plan)}] {label}: {path.name}")
         atomic_write_json(run_dir / "status.json", {"status": "running", "reason": "", "started": start,
                                                     "step": f"{i}/{len(plan)} {label}"})
+        step_cfg = absolute_paths(step_cfg)
         params = notebook_parameters(path, step_cfg, {**extra, "experiment": ""})
         if "experiment" in params:  # notebooks that take the whole resolved step config, not only their form
             step_file = run_dir / "notebooks" / f"{i:02d}-{label}.yaml"
