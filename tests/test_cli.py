@@ -46,3 +46,41 @@ def test_bad_data_gives_a_message_not_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "none.csv: no such file or folder." in proc.stderr
+
+
+def test_demo_data_report_covers_the_shipped_datasets(tmp_path, capsys):
+    assert main(["demo", "--data-report", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "classification" in out and "prompt_completion" in out
+    assert (tmp_path / "banking77" / "splits" / "splits.json").exists()
+    assert (tmp_path / "it_support" / "splits" / "splits.json").exists()
+
+
+def test_demo_runs_the_banking77_experiment(monkeypatch):
+    import workbench.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_run", lambda args: seen.setdefault("config", args.config) and 0)
+    assert main(["demo", "-p", "train.epochs=1"]) == 0
+    assert seen["config"].endswith("experiments/banking77-minilm.yaml")
+
+
+def test_headline_figures_of_a_classification_run(tmp_path):
+    from workbench.cli import _headline
+
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "compare" / "report.html").write_text("<html></html>")
+    metrics = {"train-full": {"eval_accuracy": 0.9388, "global_step": 843, "train_seconds": 256.0},
+               "compare": {"frozen probe": {"accuracy": 0.9292, "accuracy_low": 0.9198, "accuracy_high": 0.9383,
+                                            "macro_f1": 0.929},
+                           "full": {"accuracy": 0.9351, "accuracy_low": 0.9263, "accuracy_high": 0.9432,
+                                    "macro_f1": 0.935}},
+               "differences": [{"model": "full", "versus": "frozen probe", "metric": "accuracy",
+                                "difference": 0.00584, "ci_low": -0.00032, "ci_high": 0.01201, "p_value": 0.073,
+                                "significant": False, "wins": 57, "ties": 2984, "losses": 39}]}
+    text = "\n".join(_headline(metrics, tmp_path))
+    assert "train-full: eval_accuracy 0.9388, global_step 843, train_seconds 256" in text
+    assert "frozen probe: accuracy 92.92% [91.98%, 93.83%], macro_f1 92.90%" in text
+    assert "full vs frozen probe on accuracy: +0.58 pp [-0.03, +1.20] (paired bootstrap, p=0.073; " \
+           "not significant at this level; 57 wins, 39 losses)" in text
+    assert f"report: {tmp_path / 'compare' / 'report.html'}" in text

@@ -94,9 +94,10 @@ def test_a_run_folder_holds_everything_to_rerun_it(finished):
     assert {"config.yaml", "manifest.json", "status.json", "notebooks", "data", "train-lora", "compare",
             "metrics.json"} <= names
     assert json.loads((run / "status.json").read_text())["status"] == "succeeded"
-    executed = sorted(p.name for p in (run / "notebooks").iterdir())
+    executed = sorted(p.name for p in (run / "notebooks").iterdir() if not p.name.endswith(".kernel.log"))
     assert executed == ["01-data.ipynb", "02-tokens.ipynb", "03-finetune-lora.ipynb", "03-finetune-lora.yaml",
                         "04-compare.ipynb"]  # the fine-tuning step's full config sits beside its notebook
+    assert (run / "notebooks" / "04-compare.kernel.log").exists()  # kernels' stderr, kept off the terminal
     man = json.loads((run / "manifest.json").read_text())
     assert man["git"]["commit"] and isinstance(man["git"]["dirty"], bool)
     assert man["packages"]["torch"].startswith("2.") and man["hardware"]["cpus"] >= 1
@@ -177,7 +178,7 @@ def test_sweep_over_a_two_by_two_grid_and_the_runs_table(base, tmp_path):
     assert listing.returncode == 0 and listing.stdout.count("succeeded") == 4
 
 
-def test_relative_paths_are_resolved_before_notebooks_run(base, tmp_path, monkeypatch):
+def test_relative_paths_are_resolved_before_notebooks_run(base, tmp_path, monkeypatch, capfd):
     # Notebooks run in notebooks/: the runs folder, the data and the model given relative to where
     # the command runs (as the shipped experiments give them) must reach them as absolute paths.
     import shutil
@@ -187,7 +188,10 @@ def test_relative_paths_are_resolved_before_notebooks_run(base, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     cfg = from_dict(ExperimentConfig, spec("models/base", Path("tickets.jsonl"), notebooks=["03_finetune.ipynb"],
                                            train={"max_steps": 1, "batch_size": 4, "max_length": 512}))
-    record = run_experiment(cfg, "relative-runs")
+    record = run_experiment(cfg, "relative-runs", progress=True)
+    err = capfd.readouterr().err
+    assert "finetune-lora [" + "#" * 30 + "] 1/1" in err  # the bar, fed by the kernel's training log
+    assert "IPKernelApp" not in err  # the kernel's own warnings go to its log in the run folder
     assert record.run_dir.is_absolute() and record.run_dir.is_relative_to(tmp_path / "relative-runs")
     assert (record.run_dir / "train-lora" / "model").exists()
     assert not (ROOT / "notebooks" / "relative-runs").exists()

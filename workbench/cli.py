@@ -1,6 +1,8 @@
 """The ``workbench`` command.
 
-    workbench demo                       the main job on the shipped datasets
+    workbench demo                       the main job: banking77 fine-tune vs the frozen-encoder baseline
+    workbench run EXPERIMENT.yaml        an experiment's notebooks into runs/<name>/<run-id>/
+    workbench rerun | sweep | runs       repeat a run, run a grid, list and compare runs
     workbench data report SOURCE         load, validate, duplicates, personal data, splits
     workbench data validate SOURCE       problems only; exit 1 when there are errors
     workbench data split SOURCE --out D  write reproducible splits with fingerprints
@@ -17,7 +19,10 @@ from pathlib import Path
 from .config import ConfigError
 from .data import DatasetError, data_report, load_dataset
 
-#: The shipped datasets and how the demo reports on them.
+ROOT = Path(__file__).resolve().parent.parent
+#: The main job: fine-tuned MiniLM vs the frozen-encoder baseline on banking77.
+DEMO_EXPERIMENT = ROOT / "experiments" / "banking77-minilm.yaml"
+#: The shipped datasets and how ``workbench demo --data-report`` reports on them.
 DEMO_DATASETS = (
     {"name": "banking77", "source": "datasets/banking77", "split": "train", "test": 0.0, "validation": 0.1,
      "stratify": "auto"},
@@ -76,9 +81,16 @@ def cmd_validate(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    if args.data_report:
+        return _shipped_data_report(args)
+    args.config = str(DEMO_EXPERIMENT)
+    return cmd_run(args)
+
+
+def _shipped_data_report(args) -> int:
     out_root = Path(args.out)
     for spec in DEMO_DATASETS:
-        report = data_report(spec["source"], split=spec.get("split"), test=spec["test"],
+        report = data_report(ROOT / spec["source"], split=spec.get("split"), test=spec["test"],
                              validation=spec["validation"], stratify=spec["stratify"], seed=args.seed,
                              pii_allow=spec.get("pii_allow", ()),
                              out_dir=out_root / spec["name"] / "splits")
@@ -121,20 +133,42 @@ def _load_experiment(path: str, overrides: list[str] | None):
     return apply_overrides(cfg, overrides or [])
 
 
-def _headline(metrics: dict) -> list[str]:
+def _figure(metric: str, value: float) -> str:
+    return f"{100 * value:.2f}%" if metric in ("accuracy", "macro_f1") else f"{value:.4g}"
+
+
+def _headline(metrics: dict, run_dir: Path | None = None) -> list[str]:
+    """The figures a run is judged by: each training step, each compared model, each difference."""
     lines = []
     for step, values in metrics.items():
         if step.startswith(("train-", "pretrain")) and isinstance(values, dict):
             shown = {k: v for k, v in values.items() if k in ("eval_accuracy", "eval_macro_f1", "eval_loss",
-                                                              "train_loss", "global_step")}
+                                                              "train_loss", "global_step", "train_seconds")}
             lines.append(f"  {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
-    for model, values in (metrics.get("compare") or {}).items():
-        keys = [k for k in ("accuracy", "macro_f1", "rouge_l", "reference_perplexity") if k in values]
-        lines.append(f"  {model}: " + ", ".join(f"{k} {values[k]:.4g}" for k in keys))
+    compared = metrics.get("compare") or {}
+    if compared:
+        lines.append("  on the test split:")
+    for model, values in compared.items():
+        parts = []
+        for k in ("accuracy", "macro_f1", "rouge_l", "reference_perplexity"):
+            if values.get(k) is None:
+                continue
+            low, high = values.get(f"{k}_low"), values.get(f"{k}_high")
+            ci = f" [{_figure(k, low)}, {_figure(k, high)}]" if low is not None and high is not None else ""
+            parts.append(f"{k} {_figure(k, values[k])}{ci}")
+        lines.append(f"    {model}: " + ", ".join(parts))
     for d in metrics.get("differences", []):
-        if d["metric"] in ("accuracy", "rouge_l", "reference_nll"):
-            lines.append(f"  {d['model']} vs {d['versus']} on {d['metric']}: {d['difference']:+.4f} "
-                         f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+        if d["metric"] not in ("accuracy", "rouge_l", "reference_nll"):
+            continue
+        scale, unit = (100, " pp") if d["metric"] == "accuracy" else (1, "")
+        verdict = "a real gain" if d.get("significant") and d["difference"] > 0 else (
+            "a real loss" if d.get("significant") else "not significant at this level")
+        lines.append(f"  {d['model']} vs {d['versus']} on {d['metric']}: {scale * d['difference']:+.2f}{unit} "
+                     f"[{scale * d['ci_low']:+.2f}, {scale * d['ci_high']:+.2f}] (paired bootstrap, "
+                     f"p={d.get('p_value', float('nan')):.3g}; {verdict}; {d.get('wins')} wins, "
+                     f"{d.get('losses')} losses)")
+    if run_dir is not None and (Path(run_dir) / "compare" / "report.html").exists():
+        lines.append(f"  report: {Path(run_dir) / 'compare' / 'report.html'}")
     return lines
 
 
@@ -149,13 +183,13 @@ def cmd_run(args) -> int:
         return 2
     echo = None if args.quiet else (lambda msg: print(msg, flush=True))
     try:
-        record = run_experiment(cfg, args.runs, timeout=args.cell_timeout, echo=echo)
+        record = run_experiment(cfg, args.runs, timeout=args.cell_timeout, echo=echo, progress=not args.quiet)
     except RunFailed as e:
         print(f"workbench: run failed: {e.reason}\n  the executed notebooks are in {e.run_dir}/notebooks",
               file=sys.stderr)
         return 1
     print(f"succeeded in {record.seconds:.0f} s; run folder {record.run_dir}")
-    print("\n".join(_headline(record.metrics)))
+    print("\n".join(_headline(record.metrics, record.run_dir)))
     return 0
 
 
@@ -163,12 +197,12 @@ def cmd_rerun(args) -> int:
     from .experiments import RunFailed, rerun
 
     try:
-        record = rerun(args.run_dir, echo=None if args.quiet else print)
+        record = rerun(args.run_dir, echo=None if args.quiet else print, progress=not args.quiet)
     except RunFailed as e:
         print(f"workbench: rerun failed: {e.reason}", file=sys.stderr)
         return 1
     print(f"succeeded in {record.seconds:.0f} s; run folder {record.run_dir}")
-    print("\n".join(_headline(record.metrics)))
+    print("\n".join(_headline(record.metrics, record.run_dir)))
     return 0
 
 
@@ -212,9 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="the main job on the shipped datasets")
-    demo.add_argument("--out", default="runs/data-report", help="where to write splits")
-    demo.add_argument("--seed", type=int, default=42)
+    demo = sub.add_parser("demo", help="the main job: MiniLM fine-tuned on banking77 vs the frozen-encoder baseline")
+    demo.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="override a config value")
+    demo.add_argument("--runs", default="runs", help="the runs folder")
+    demo.add_argument("--cell-timeout", type=int, default=None, help="seconds one cell may run")
+    demo.add_argument("--quiet", action="store_true")
+    demo.add_argument("--data-report", action="store_true",
+                      help="only the data report on the shipped datasets (seconds)")
+    demo.add_argument("--out", default="runs/data-report", help="with --data-report: where to write splits")
+    demo.add_argument("--seed", type=int, default=42, help="with --data-report: the split seed")
     demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", help="fine-tune as an experiment YAML says (resumes an interrupted run)")

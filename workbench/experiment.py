@@ -41,25 +41,62 @@ def experiment_splits(cfg: ExperimentConfig, out_dir=None) -> Splits:
 
 
 class TerminalProgress:
-    """A one-line progress bar with ETA, loss and tokens/s for the terminal."""
+    """A progress bar with ETA, loss and tokens/s for the terminal, fed training-log entries.
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.start, self.loss, self.tps = stream, time.time(), None, None
+    On a terminal it redraws one line; elsewhere (a CI log, a file) it prints a line at every
+    tenth of the way, so logs stay readable. The rate is measured from the first entry it sees,
+    so a resumed run's ETA counts only the steps still to do.
+    """
+
+    def __init__(self, stream=None, label: str = ""):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.label = f"{label} " if label else ""
+        self.first: tuple[float, int] | None = None
+        self.loss = self.tps = None
+        self.evaluation = ""
+        self.shown_tenth, self.open = -1, False
 
     def __call__(self, entry: dict) -> None:
-        step, total = entry.get("step", 0), max(1, entry.get("max_steps") or 1)
+        step, total = int(entry.get("step", 0)), max(1, int(entry.get("max_steps") or 1))
+        now = time.time()
+        if self.first is None:
+            self.first = (now, step)
         self.loss = entry.get("loss", self.loss)
         self.tps = entry.get("tokens_per_s", self.tps)
-        done = step / total
-        elapsed = time.time() - self.start
-        eta = elapsed / done - elapsed if done > 0 else 0
+        if entry.get("eval_accuracy") is not None:
+            self.evaluation = f" val acc {100 * entry['eval_accuracy']:.2f}%"
+        elif entry.get("eval_loss") is not None:
+            self.evaluation = f" val loss {entry['eval_loss']:.4f}"
+        t0, s0 = self.first
+        rate = (step - s0) / (now - t0) if step > s0 and now > t0 else 0.0
+        eta = f"ETA {_duration((total - step) / rate)}" if rate else "ETA ?"
+        done = min(1.0, step / total)
         bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
         extra = (f" loss {self.loss:.4f}" if isinstance(self.loss, (int, float)) else "") + (
-            f" {self.tps:,.0f} tok/s" if self.tps else "")
-        self.stream.write(f"\r[{bar}] {step}/{total} ETA {eta:4.0f}s{extra}   ")
+            f" {self.tps:,.0f} tok/s" if self.tps else "") + self.evaluation
+        line = f"{self.label}[{bar}] {step}/{total} {eta}{extra}"
+        if self.tty:
+            self.stream.write(f"\r{line}   ")
+            self.open = step < total
+            if not self.open:
+                self.stream.write("\n")
+        elif int(10 * done) > self.shown_tenth:
+            self.shown_tenth = int(10 * done)
+            self.stream.write(line + "\n")
         self.stream.flush()
-        if step >= total:
+
+    def close(self) -> None:
+        """End an unfinished bar's line (a stop or a failure before the last step)."""
+        if self.open:
             self.stream.write("\n")
+            self.stream.flush()
+            self.open = False
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def finetune(cfg: ExperimentConfig, progress: bool = False, stop: threading.Event | None = None,

@@ -8,7 +8,8 @@ config dataclasses its parameters mirror), into ``runs/<name>/<run-id>/``::
     manifest.json      package versions, git commit and dirty flag, data fingerprints, hardware,
                        seeds, command line (values of secret-looking keys are redacted)
     status.json        running / succeeded / failed, with a one-line reason; written atomically
-    notebooks/         the executed notebooks, errors shown in them
+    notebooks/         the executed notebooks, errors shown in them; each step's config (.yaml)
+                       and its kernel's stderr (.kernel.log)
     data/              the splits and their fingerprints (made by the runner, as training makes them)
     train-<method>/    each fine-tuning run folder (see workbench.train)
     compare/           the comparison report (HTML, Markdown, CSV)
@@ -28,6 +29,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -216,11 +218,65 @@ def notebook_parameters(path: Path, cfg: ExperimentConfig, extra: dict) -> dict:
     return out
 
 
+def _kernel_manager(log: Path):
+    """A kernel manager whose kernel writes its stderr to ``log`` (kept in the run folder), not the terminal."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            handle = open(log, "ab")  # noqa: SIM115 - the kernel process holds it; closed with the manager
+            self._stderr_log = handle
+            return await super().start_kernel(**{**kw, "stderr": handle})
+
+        async def shutdown_kernel(self, *args, **kw):
+            try:
+                return await super().shutdown_kernel(*args, **kw)
+            finally:
+                getattr(self, "_stderr_log", None) and self._stderr_log.close()
+
+    return KernelManager
+
+
 def _execute(path: Path, out: Path, params: dict, timeout: int | None) -> None:
     import papermill as pm
 
     pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
-                        progress_bar=False, execution_timeout=timeout, log_output=False)
+                        progress_bar=False, execution_timeout=timeout, log_output=False,
+                        kernel_manager_class=_kernel_manager(out.with_suffix(".kernel.log")))
+
+
+class LogTail(threading.Thread):
+    """Follows a JSONL log another process appends to, handing each new entry to ``on_entry``."""
+
+    def __init__(self, path: Path, on_entry, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.path, self.on_entry, self.interval = Path(path), on_entry, interval
+        self.offset, self.done = 0, threading.Event()
+
+    def poll(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self.offset += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and "step" in entry:
+                self.on_entry(entry)
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.poll()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.poll()
 
 
 def _headline(message: str, limit: int = 400) -> str:
@@ -235,7 +291,8 @@ def _reason(exc: BaseException, notebook: Path) -> str:
     if name == "PapermillExecutionError":
         return f"{notebook.name}: cell {exc.exec_count}: {exc.ename}: {_headline(str(exc.evalue))}"
     if name in ("DeadKernelError",) or "died" in str(exc).lower() or "dead" in str(exc).lower():
-        return f"{notebook.name}: the kernel died (killed, or out of memory) while running"
+        return (f"{notebook.name}: the kernel died (killed, or out of memory) while running; its stderr is in "
+                f"{notebook.with_suffix('.kernel.log').name}")
     if name in ("CellTimeoutError", "TimeoutError"):
         return f"{notebook.name}: a cell ran past the time limit"
     return f"{notebook.name}: {name}: {_headline(str(exc))}"
@@ -317,7 +374,8 @@ def _collect_metrics(run_dir: Path) -> dict:
 
 
 def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_dir: Path | None = None,
-                   argv: list[str] | None = None, timeout: int | None = None, echo=None) -> RunRecord:
+                   argv: list[str] | None = None, timeout: int | None = None, echo=None,
+                   progress: bool = False) -> RunRecord:
     """Run every notebook of the experiment into a new run folder (see the module docstring).
 
     Args:
@@ -326,6 +384,7 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
         argv: The command line to record (redacted); default ``sys.argv``.
         timeout: Seconds a single cell may run; None for no limit.
         echo: Called with a one-line message per step (the terminal progress).
+        progress: Draw a progress bar on stderr while a training step runs (from its training log).
 
     Raises:
         RunFailed: a cell failed or the kernel died; the run folder keeps the executed notebook.
@@ -359,6 +418,13 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
             step_file = run_dir / "notebooks" / f"{i:02d}-{label}.yaml"
             atomic_write_text(step_file, dump_yaml(step_cfg))
             params["experiment"] = str(step_file)
+        tail = None
+        if progress and extra.get("train_now") and extra.get("output_dir"):
+            from .experiment import TerminalProgress
+
+            bar = TerminalProgress(label=f"  {label}")
+            tail = LogTail(Path(extra["output_dir"]) / "train_log.jsonl", bar)
+            tail.start()
         try:
             _execute(path, out, params, timeout)
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised as RunFailed
@@ -368,6 +434,10 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
             if isinstance(e, KeyboardInterrupt):
                 raise
             raise RunFailed(run_dir, reason) from None
+        finally:
+            if tail is not None:
+                tail.stop()
+                bar.close()
     metrics = _collect_metrics(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "status.json", {"status": "succeeded", "reason": "", "started": start,
@@ -378,7 +448,8 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
 # --------------------------------------------------------------------------- rerun, sweep, runs table
 
 
-def rerun(run_dir: str | Path, runs_root: str | Path | None = None, echo=None) -> RunRecord:
+def rerun(run_dir: str | Path, runs_root: str | Path | None = None, echo=None,
+          progress: bool = False) -> RunRecord:
     """Repeat a run from its resolved config; refuse when its data changed since."""
     from .data import DatasetError, Problem
     from .experiment import experiment_splits
@@ -396,7 +467,7 @@ def rerun(run_dir: str | Path, runs_root: str | Path | None = None, echo=None) -
                 message=f"the data changed since {run_dir.name} ran ({detail}), so the run cannot be repeated.",
                 fix="Restore the data the run used, or start a new run with `workbench run`."))
     root = Path(runs_root) if runs_root else run_dir.parent.parent
-    return run_experiment(cfg, root, echo=echo)
+    return run_experiment(cfg, root, echo=echo, progress=progress)
 
 
 def grid(options: list[str]) -> list[dict]:

@@ -253,15 +253,15 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
                     f"The last good checkpoint is kept in {run_dir / 'checkpoints'}.")
             now, seen = time.perf_counter(), int(getattr(state, "num_input_tokens_seen", 0) or 0)
             t0, s0 = self.last
-            entry = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), **logs,
-                     "memory_mb": round(_memory_mb(device), 1), "time": time.time()}
-            if seen > s0 and now > t0:
+            entry = {"step": state.global_step, "max_steps": state.max_steps, "epoch": round(state.epoch or 0, 4),
+                     **logs, "memory_mb": round(_memory_mb(device), 1), "time": time.time()}
+            if "loss" in logs and seen > s0 and now > t0:  # training windows only: evaluation time is not training
                 entry["tokens_per_s"] = round((seen - s0) / (now - t0), 1)
             self.last = (now, seen)
             with open(log_path, "a") as f:
                 f.write(json.dumps(entry) + "\n")
             if on_log:
-                on_log({**entry, "max_steps": state.max_steps})
+                on_log(entry)
 
         def on_step_end(self, args, state, control, **kw):
             if stop is not None and stop.is_set():
@@ -497,8 +497,9 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
 
     state = trainer.state
     stopped = callback.stopped and state.global_step < state.max_steps
+    # train_seconds: this session's time in Trainer.train (evaluations during training included).
     metrics = {"train_loss": out.training_loss, "global_step": state.global_step, "max_steps": state.max_steps,
-               "epoch": state.epoch, **info}
+               "epoch": state.epoch, "train_seconds": round(out.metrics.get("train_runtime", 0.0), 1), **info}
     if eval_ds is not None and not stopped:
         metrics.update({k: v for k, v in trainer.evaluate().items()})
         if not classification and "eval_loss" in metrics:
