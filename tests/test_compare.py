@@ -10,7 +10,7 @@ import pytest
 
 from tiny import bpe_tokenizer
 from workbench import presets
-from workbench.compare import compare_classifiers, compare_generators, disagreement, write_report
+from workbench.compare import compare_classifiers, compare_generators, disagreement, per_class_table, write_report
 from workbench.config import CompareConfig, ModelConfig, TrainConfig
 from workbench.data import load_dataset, split_dataset
 from workbench.train import run_training
@@ -43,6 +43,15 @@ def test_compare_classifiers_by_hand(tmp_path):
     md = paths["markdown"].read_text()
     assert md.splitlines()[4].startswith("| model | accuracy | accuracy_low | accuracy_high | macro_f1 |")
     assert "- b → a: 10" in md
+    table = per_class_table(c)  # by hand: "bad" says a for everything: a's F1 is 2(1/3)(1)/(4/3) = 0.5, b's and c's 0
+    assert list(table.index) == ["a", "b", "c"] and table["support"].tolist() == [10, 10, 10]
+    assert table["f1:good"].tolist() == [1.0, 1.0, 1.0]
+    assert table["f1:bad"].tolist() == pytest.approx([0.5, 0.0, 0.0])
+    assert table["f1 change:bad"].tolist() == pytest.approx([-0.5, -1.0, -1.0])
+    assert paths["per_class"].read_text().splitlines()[0].startswith("class,support,f1:good,recall:good,f1:bad")
+    assert paths["confusion:bad"].name == "confusion-bad.png" and paths["confusion:bad"].read_bytes()[:4] == b"\x89PNG"
+    assert "![confusion: bad](confusion-bad.png)" in md and "## Per class (F1 change against good" in md
+    assert "Per class (F1 change against good" in page
 
 
 def test_frozen_probe_on_minilm():

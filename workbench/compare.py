@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import pandas as pd
 from . import metrics as M
 from .config import CompareConfig, QuantConfig, TokenConfig
 from .data.load import LoadedDataset
-from .files import atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text
 
 Predictor = Callable[[list[str]], list[str]]
 
@@ -292,6 +293,30 @@ def disagreement(comparison: GenerationComparison, metric: str = "rouge_l") -> p
 # --------------------------------------------------------------------------- reports
 
 
+def per_class_table(comparison: ClassificationComparison) -> pd.DataFrame:
+    """Per class: support, each model's F1 (and recall), and each model's F1 change against the reference.
+
+    Sorted by the change of the last model (largest gains first), so the classes fine-tuning
+    helped and hurt are at the two ends.
+    """
+    ref = comparison.reference
+    frame = pd.DataFrame({"support": comparison.reports[ref].loc[comparison.labels, "support"].astype(int)})
+    for name, report in comparison.reports.items():
+        frame[f"f1:{name}"] = report.loc[comparison.labels, "f1"]
+        frame[f"recall:{name}"] = report.loc[comparison.labels, "recall"]
+    others = [n for n in comparison.reports if n != ref]
+    for name in others:
+        frame[f"f1 change:{name}"] = frame[f"f1:{name}"] - frame[f"f1:{ref}"]
+    frame.index.name = "class"
+    if others:
+        frame = frame.sort_values([f"f1 change:{others[-1]}", f"f1:{others[-1]}"], ascending=[False, False])
+    return frame
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+
+
 def _png_tag(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
@@ -314,8 +339,10 @@ def report_markdown(comparison, title: str = "Comparison") -> str:
                  else "(one model only)")
     if isinstance(comparison, ClassificationComparison):
         for name, pairs in comparison.most_confused.items():
-            parts += ["", f"### Most confused: {name}", ""]
+            parts += ["", f"### Most confused: {name}", "", f"![confusion: {name}](confusion-{_slug(name)}.png)", ""]
             parts += [f"- {t} → {p}: {n}" for t, p, n in pairs[:10]]
+        parts += ["", f"## Per class (F1 change against {comparison.reference}, largest gains first)", "",
+                  markdown_table(per_class_table(comparison), digits=3)]
     parts += ["", "## Settings", "", "```json", json.dumps(comparison.settings, indent=2, default=str), "```", ""]
     return "\n".join(parts)
 
@@ -328,6 +355,9 @@ def report_html(comparison, title: str = "Comparison") -> str:
             f"<h2>Differences against {html.escape(comparison.reference)}</h2>",
             comparison.differences.round(4).to_html(index=False) if len(comparison.differences) else "<p>one model</p>"]
     if isinstance(comparison, ClassificationComparison):
+        body.append(f"<h2>Per class (F1 change against {html.escape(comparison.reference)}, largest gains first)"
+                    "</h2>")
+        body.append(per_class_table(comparison).round(3).to_html())
         for name, matrix in comparison.confusion.items():
             body.append(f"<h3>Confusion: {html.escape(name)}</h3>")
             body.append(_png_tag(plots.to_png(plots.confusion_plot(matrix, comparison.labels, name)), name))
@@ -344,7 +374,10 @@ def report_html(comparison, title: str = "Comparison") -> str:
 
 
 def write_report(comparison, out_dir: str | Path, title: str = "Comparison") -> dict[str, Path]:
-    """Write report.html, report.md, metrics.csv, differences.csv and examples.jsonl into ``out_dir``."""
+    """Write report.html, report.md, metrics.csv, differences.csv and examples.jsonl into ``out_dir``.
+
+    Classification adds per_class.csv and a confusion plot per model (confusion-<model>.png).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "markdown": out / "report.md", "metrics": out / "metrics.csv",
@@ -354,9 +387,19 @@ def write_report(comparison, out_dir: str | Path, title: str = "Comparison") -> 
     atomic_write_text(paths["metrics"], comparison.metrics.to_csv())
     atomic_write_text(paths["differences"], comparison.differences.to_csv(index=False))
     atomic_write_text(paths["examples"], comparison.examples.to_json(orient="records", lines=True, force_ascii=False))
+    if isinstance(comparison, ClassificationComparison):
+        from . import plots
+
+        paths["per_class"] = out / "per_class.csv"
+        atomic_write_text(paths["per_class"], per_class_table(comparison).to_csv())
+        for name, matrix in comparison.confusion.items():
+            paths[f"confusion:{name}"] = out / f"confusion-{_slug(name)}.png"
+            atomic_write_bytes(paths[f"confusion:{name}"],
+                               plots.to_png(plots.confusion_plot(matrix, comparison.labels, name)))
     return paths
 
 
 __all__ = ["ClassificationComparison", "GenerationComparison", "classifier_predictor", "compare_classifiers",
-           "compare_generators", "disagreement", "generate", "load_generator", "prompts_and_references",
+           "compare_generators", "disagreement", "generate", "load_generator", "per_class_table",
+           "prompts_and_references",
            "report_html", "report_markdown", "write_report"]

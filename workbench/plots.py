@@ -93,21 +93,31 @@ def training_curves(log: list[dict]):
 
 
 def confusion_plot(matrix, labels: list[str], title: str = "confusion", top: int = 30):
-    """A confusion-matrix heat map (rows: true, columns: predicted), limited to the ``top`` most confused labels."""
+    """The errors of a confusion matrix as a heat map (rows: true, columns: predicted).
+
+    The diagonal (correct predictions) is left out so the confusions stand out; each cell shows
+    its count. With many classes only the ``top`` classes with the most errors are shown.
+    """
     m = np.asarray(matrix, dtype=float)
+    errors = m.copy()
+    np.fill_diagonal(errors, 0)
+    shown = ""
     if len(labels) > top:
-        off = m.copy()
-        np.fill_diagonal(off, 0)
-        keep = np.argsort(-(off.sum(0) + off.sum(1)))[:top]
-        keep.sort()
-        m, labels = m[np.ix_(keep, keep)], [labels[i] for i in keep]
-    fig, ax = plt.subplots(figsize=(min(10, 2 + 0.25 * len(labels)), min(10, 2 + 0.25 * len(labels))))
-    rows = m.sum(1, keepdims=True)
-    ax.imshow(np.divide(m, rows, out=np.zeros_like(m), where=rows > 0), cmap="Blues", vmin=0, vmax=1)
+        keep = np.sort(np.argsort(-(errors.sum(0) + errors.sum(1)), kind="stable")[:top])
+        errors, labels = errors[np.ix_(keep, keep)], [labels[i] for i in keep]
+        shown = f", the {top} classes with most errors"
+    size = min(11, 2.5 + 0.27 * len(labels))
+    fig, ax = plt.subplots(figsize=(size, size))
+    vmax = max(1.0, errors.max())
+    ax.imshow(np.ma.masked_equal(errors, 0), cmap="Reds", vmin=0, vmax=vmax)
+    for i, j in zip(*np.nonzero(errors)):
+        ax.text(j, i, f"{errors[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                color="white" if errors[i, j] > 0.6 * vmax else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
     ax.set_yticks(range(len(labels)), labels, fontsize=6)
     ax.set_xlabel("predicted", fontsize=8)
     ax.set_ylabel("true", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(f"{title}: {int(errors.sum())} errors of {int(m.sum())} (diagonal omitted{shown})", fontsize=9)
+    ax.grid(False)
     fig.tight_layout()
     return fig
