@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,76 @@ def test_compare_panel_side_by_side_chat_and_scores():
     p.wait()
     assert p.history[-1] == {"role": "assistant", "content": "hi from b"} and "hi from b" in p.chat_log.value
     assert loads.count("b") == 1                                        # loaded once, then cached
+
+
+@pytest.fixture(scope="module")
+def intents(tmp_path_factory):
+    """Four banking77 intents, 30 messages each, split 75/25 (seeded)."""
+    ds = load_dataset(ROOT / "datasets" / "banking77")
+    keep = ds.frame[ds.frame["label"].isin(["card_arrival", "exchange_rate", "pin_blocked", "top_up_failed"])]
+    return split_dataset(ds.with_frame(keep.groupby("label").head(30)), test=0.25, validation=0, seed=1)
+
+
+@pytest.mark.parametrize("method,head_init", [("full", "probe"), ("lora", "random")])
+def test_minilm_classifier_trains_saves_its_label_map_and_scores(tmp_path, intents, method, head_init):
+    from workbench.compare import ClassifierScorer, top_labels
+    from workbench.config import LoraConfig, TrainConfig
+
+    r = run_training(intents["train"], intents["test"],
+                     ModelConfig(name_or_path="minilm", task="sequence-classification", method=method, pooling="mean",
+                                 normalize=True),
+                     TrainConfig(output_dir=str(tmp_path / "run"), max_steps=12, batch_size=8, max_length=64,
+                                 learning_rate=3e-5 if method == "full" else 1e-3, head_learning_rate=3e-3,
+                                 head_init=head_init, logging_steps=4, seed=3),
+                     LoraConfig(r=8, alpha=16))
+    assert r.status == "succeeded" and r.global_step == 12
+    labels = ["card_arrival", "exchange_rate", "pin_blocked", "top_up_failed"]
+    assert json.loads((tmp_path / "run" / "label_map.json").read_text())["labels"] == labels
+    scorer = ClassifierScorer(r.model_dir)
+    texts = intents["test"].frame["text"].tolist()
+    probs = scorer.predict_proba(texts)
+    assert probs.shape == (len(texts), 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    accuracy = np.mean([p == g for p, g in zip(scorer(texts), intents["test"].frame["label"])])
+    assert accuracy >= 0.8, accuracy  # four well separated intents; chance is 0.25
+    best = top_labels(scorer, texts[:2], k=2)
+    assert len(best[0]) == 2 and best[0][0][1] >= best[0][1][1] and best[0][0][0] in labels
+
+
+def test_classifier_compare_panel_side_by_side_and_scores(intents):
+    from workbench.panels.compare import ClassifierComparePanel
+
+    labels = ["card_arrival", "exchange_rate", "pin_blocked", "top_up_failed"]
+
+    class Stub:  # a perfect model (it looks the label up) and one that always says card_arrival
+        def __init__(self, perfect):
+            self.labels, self.perfect = labels, perfect
+            self.truth = dict(zip(intents["test"].frame["text"], intents["test"].frame["label"]))
+
+        def predict_proba(self, texts):
+            out = np.full((len(texts), 4), 0.1)
+            for i, t in enumerate(texts):
+                out[i, labels.index(self.truth.get(t, "card_arrival") if self.perfect else "card_arrival")] = 0.7
+            return out
+
+        def __call__(self, texts):
+            return [labels[i] for i in self.predict_proba(texts).argmax(1)]
+
+    p = ClassifierComparePanel({"probe": Stub(False), "tuned": Stub(True)}, intents["test"], FAST)
+    row = next(i for i, lab in enumerate(intents["test"].frame["label"]) if lab == "pin_blocked")
+    p.sample(row)
+    assert "pin_blocked" in p.truth_html.value
+    p.classify_btn.click()
+    p.wait()
+    boxes = {w.value.split('data-model="')[1].split('"')[0]: w.value for w in p.columns.children}
+    assert 'data-verdict="wrong"' in boxes["probe"] and 'data-verdict="right"' in boxes["tuned"]
+    assert "pin_blocked ✓" in boxes["tuned"] and "70.0%" in boxes["tuned"]
+    p.text.value = "typed by hand"  # no true label for a typed message
+    p.classify_btn.click()
+    p.wait()
+    assert 'data-verdict=""' in p.columns.children[0].value
+    p.metrics_btn.click()
+    p.wait()
+    assert "Classes that changed most" in p.metrics_html.value and "wb-error" not in p.metrics_html.value
+    assert p.comparison.metrics.loc["tuned", "accuracy"] == 1.0
+    n, same = len(intents["test"]), int((intents["test"].frame["label"] == "card_arrival").sum())
+    assert f"{n - same} of {n} examples get different labels" in p.examples_html.value  # both right on card_arrival

@@ -265,3 +265,25 @@ def test_dashboard_loads_a_dataset_into_every_tab(tmp_path):
     assert d.train_panel.model_cfg.task == "causal-lm"
     assert d.tabs.children[2].children[0] is d.train_panel.widget
     assert d.train_panel._run_dirs().startswith(str(tmp_path / "runs" / "dashboard"))
+
+
+def test_dashboard_compares_classifiers_on_classification_data(tmp_path, monkeypatch):
+    import workbench.compare as compare
+    from workbench.config import ModelConfig, TrainConfig
+    from workbench.panels import Dashboard
+    from workbench.panels.compare import ClassifierComparePanel
+
+    loaded = []
+    monkeypatch.setattr(compare, "classifier_predictor", lambda path: loaded.append(path) or (lambda texts: []))
+    d = Dashboard("tests/fixtures/formats/cls.tsv", ["kb-bpe"], ModelConfig(name_or_path="unused"),
+                  TrainConfig(max_length=64), tmp_path / "runs", compare_models={"tuned": "runs/x/model"})
+    assert isinstance(d.compare_panel, ClassifierComparePanel) and loaded == ["runs/x/model"]
+    assert d.tabs.children[3].children[0] is d.compare_panel.widget
+
+    def broken(path):
+        raise FileNotFoundError(f"{path} has no classifier.json")
+
+    monkeypatch.setattr(compare, "classifier_predictor", broken)
+    d.load_btn.click()
+    assert "wb-error" in d.tabs.children[3].children[0].value and "no classifier.json" in \
+        d.tabs.children[3].children[0].value

@@ -37,30 +37,46 @@ Predictor = Callable[[list[str]], list[str]]
 # --------------------------------------------------------------------------- classification
 
 
-def classifier_predictor(path: str | Path, device: str = "cpu", batch_size: int = 64, max_length: int = 128) -> Predictor:
-    """A function from texts to predicted labels for a trained classifier folder."""
-    import torch
+class ClassifierScorer:
+    """Class probabilities of a trained classifier folder; calling it predicts labels (a ``Predictor``)."""
 
-    from .models import load_classifier
-    from .tokens import load_tokenizer
+    def __init__(self, path: str | Path, device: str = "cpu", batch_size: int = 64, max_length: int = 128):
+        from .models import load_classifier
+        from .tokens import load_tokenizer
 
-    model, labels = load_classifier(path, device)
-    tok = load_tokenizer(path)
+        self.model, self.labels = load_classifier(path, device)
+        self.tokenizer = load_tokenizer(path)
+        self.device, self.batch_size, self.max_length = device, batch_size, max_length
 
-    def predict(texts: list[str]) -> list[str]:
-        out: list[str] = [""] * len(texts)
-        order = np.argsort([len(t) for t in texts])
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Probabilities (texts x labels, in ``self.labels`` order); batches by length, order kept."""
+        import torch
+
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
         with torch.no_grad():
-            for i in range(0, len(texts), batch_size):
-                idx = order[i:i + batch_size]
-                enc = tok([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
-                          return_tensors="pt").to(device)
-                pred = model(**enc).logits.argmax(-1).tolist()
-                for j, p in zip(idx, pred):
-                    out[j] = labels[p]
+            for i in range(0, len(texts), self.batch_size):
+                idx = order[i:i + self.batch_size]
+                enc = self.tokenizer([texts[j] for j in idx], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt").to(self.device)
+                out[idx] = self.model(**enc).logits.float().softmax(-1).cpu().numpy()
         return out
 
-    return predict
+    def __call__(self, texts: list[str]) -> list[str]:
+        return [self.labels[i] for i in self.predict_proba(texts).argmax(1)] if texts else []
+
+
+def classifier_predictor(path: str | Path, device: str = "cpu", batch_size: int = 64, max_length: int = 128) -> Predictor:
+    """A function from texts to predicted labels for a trained classifier folder (with ``predict_proba``)."""
+    return ClassifierScorer(path, device, batch_size, max_length)
+
+
+def top_labels(scorer, texts: list[str], k: int = 3) -> list[list[tuple[str, float]]]:
+    """The ``k`` most probable labels of each text, with probabilities, for anything with
+    ``labels`` and ``predict_proba`` (a ``ClassifierScorer``, a frozen-encoder ``Probe``)."""
+    probs = scorer.predict_proba(texts)
+    best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[(scorer.labels[j], float(row[j])) for j in idx] for row, idx in zip(probs, best)]
 
 
 @dataclass(frozen=True)
@@ -399,7 +415,8 @@ def write_report(comparison, out_dir: str | Path, title: str = "Comparison") -> 
     return paths
 
 
-__all__ = ["ClassificationComparison", "GenerationComparison", "classifier_predictor", "compare_classifiers",
+__all__ = ["ClassificationComparison", "ClassifierScorer", "GenerationComparison", "classifier_predictor",
+           "compare_classifiers", "top_labels",
            "compare_generators", "disagreement", "generate", "load_generator", "per_class_table",
            "prompts_and_references",
            "report_html", "report_markdown", "write_report"]

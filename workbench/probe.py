@@ -72,6 +72,8 @@ class Probe:
     def predict(self, texts: list[str]) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(texts).argmax(1)]
 
+    __call__ = predict  # a Predictor, like compare.ClassifierScorer
+
     def head_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """Weight (labels x hidden) and bias in ``labels`` order, for initialising a linear head."""
         clf = self.classifier

@@ -2,11 +2,12 @@
 widgets, wires handlers that read widget values and call the core, and renders the result.
 Core callables are passed in so tests can hand panels stubs."""
 
-from .compare import ComparePanel
+from .compare import ClassifierComparePanel, ComparePanel
 from .dashboard import Dashboard
 from .dataset import DatasetPanel
 from .runs import RunsPanel
 from .tokens import TokenPanel
 from .train import TrainPanel
 
-__all__ = ["ComparePanel", "Dashboard", "DatasetPanel", "RunsPanel", "TokenPanel", "TrainPanel"]
+__all__ = ["ClassifierComparePanel", "ComparePanel", "Dashboard", "DatasetPanel", "RunsPanel", "TokenPanel",
+           "TrainPanel"]

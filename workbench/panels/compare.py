@@ -1,4 +1,8 @@
-"""ComparePanel: models side by side on a prompt, metrics with intervals, disagreements, and a chat."""
+"""Compare panels: models side by side on an input, metrics with intervals, disagreements.
+
+``ComparePanel`` is for causal LMs (outputs with differences highlighted, and a chat);
+``ClassifierComparePanel`` for classifiers (each model's most probable labels, per-class changes).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ import random
 from typing import Callable
 
 import ipywidgets as widgets
+import pandas as pd
 
-from ..compare import compare_generators, disagreement, generate, load_generator
+from ..compare import (compare_classifiers, compare_generators, disagreement, generate, load_generator,
+                       per_class_table, top_labels)
 from ..config import CompareConfig, TokenConfig
 from ..data.load import LoadedDataset
 from ..tokens import generation_prompt
@@ -222,6 +228,137 @@ class ComparePanel(Panel):
             who = "You" if m["role"] == "user" else html.escape(self.chat_model.value)
             rows.append(f'<div class="wb-chat-{m["role"]}"><b>{who}:</b> {html.escape(m["content"])}</div>')
         self.chat_log.value = "".join(rows)
+
+
+class ClassifierComparePanel(Panel):
+    """Compare classifiers (fine-tuned folders, the frozen-encoder probe) on typed or sampled texts.
+
+    Args:
+        scorers: Display name to a scorer: anything with ``labels``, ``predict_proba(texts)`` and
+            called as ``scorer(texts) -> labels`` (``ClassifierScorer``, ``Probe``).
+        test: A labelled test split, for sampling texts and for the metrics.
+        cfg: Bootstrap settings.
+        top: How many labels to show per model.
+    """
+
+    def __init__(self, scorers: dict, test: LoadedDataset | None = None, cfg: CompareConfig = CompareConfig(),
+                 top: int = 3):
+        if not scorers:
+            raise ValueError("ClassifierComparePanel needs at least one model")
+        self.scorers, self.test, self.cfg, self.top = dict(scorers), test, cfg, top
+        self.truth: str | None = None
+        self._sampled = ""
+        self.predictions: dict[str, list[tuple[str, float]]] = {}
+        self.comparison = None
+        names = list(scorers)
+        self.pick = widgets.SelectMultiple(options=names, value=tuple(names), description="Models",
+                                           rows=min(5, len(names)))
+        self.pick.add_class("wb-pick")
+        self.text = widgets.Textarea(placeholder="Type a message, or sample one from the test split",
+                                     layout=widgets.Layout(width="60%", height="70px"))
+        self.text.add_class("wb-prompt")
+        self.sample_btn = widgets.Button(description="Sample from test", disabled=test is None)
+        self.sample_btn.add_class("wb-sample")
+        self.classify_btn = widgets.Button(description="Classify", button_style="primary")
+        self.classify_btn.add_class("wb-generate")
+        self.truth_html = widgets.HTML()
+        self.columns = widgets.HBox()
+        self.columns.add_class("wb-outputs")
+        self.status = widgets.HTML()
+        self.metrics_btn = widgets.Button(description="Score on the test split", disabled=test is None)
+        self.metrics_btn.add_class("wb-score")
+        self.metrics_html = widgets.HTML()
+        self.metrics_html.add_class("wb-metrics")
+        self.examples_html = widgets.HTML("<i>Score the models to browse the examples where they disagree.</i>")
+        self.sample_btn.on_click(lambda _: self.sample())
+        self.classify_btn.on_click(lambda _: self.start_classify())
+        self.metrics_btn.on_click(lambda _: self.start_score())
+        side = widgets.VBox([widgets.HBox([self.pick, self.text]),
+                             widgets.HBox([self.sample_btn, self.classify_btn, self.status]),
+                             self.truth_html, self.columns])
+        self.tabs = widgets.Tab(children=[side, widgets.VBox([self.metrics_btn, self.metrics_html]),
+                                          self.examples_html])
+        for i, t in enumerate(["Side by side", "Metrics", "Disagreements"]):
+            self.tabs.set_title(i, t)
+        self.widget = widgets.VBox([self.tabs])
+        self.widget.add_class("wb-compare-panel")
+
+    def _busy(self, flag: bool, message: str = "") -> None:
+        self.classify_btn.disabled = flag
+        self.metrics_btn.disabled = flag or self.test is None
+        self.status.value = f"<i>{html.escape(message)}</i>" if message else ""
+
+    def sample(self, row: int | None = None) -> int:
+        """Put a test example's text in the box and remember its true label."""
+        row = random.randrange(len(self.test)) if row is None else row
+        self.text.value = self._sampled = str(self.test.frame["text"].iloc[row]).strip()
+        self.truth = str(self.test.frame["label"].iloc[row])
+        self.truth_html.value = f"<b>True label</b> ({html.escape(self.test.where(row))}): {html.escape(self.truth)}"
+        return row
+
+    def start_classify(self):
+        names, text = list(self.pick.value), self.text.value.strip()
+        if not names or not text:
+            self.status.value = "<i>Pick at least one model and type a message.</i>"
+            return None
+        truth = self.truth if text == self._sampled else None  # a typed or edited text has no true label
+        self._busy(True, "Classifying…")
+
+        def work():
+            try:
+                for name in names:
+                    self.predictions[name] = top_labels(self.scorers[name], [text], self.top)[0]
+                self.render_predictions(names, truth)
+                self._busy(False)
+            except Exception as e:  # noqa: BLE001 - shown in the panel
+                self._busy(False)
+                self.status.value = self.error_html(e)
+
+        return self._start(work, "compare-classify")
+
+    def render_predictions(self, names: list[str], truth: str | None = None) -> None:
+        boxes = []
+        for name in names:
+            rows = []
+            for label, prob in self.predictions.get(name, []):
+                mark = "" if truth is None else (" ✓" if label == truth else "")
+                style = "font-weight:bold" if label == truth else ""
+                rows.append(f'<tr><td style="{style}">{html.escape(label)}{mark}</td><td>{prob:.1%}</td></tr>')
+            first = (self.predictions.get(name) or [("", 0.0)])[0][0]
+            verdict = "" if truth is None else ("right" if first == truth else "wrong")
+            boxes.append(widgets.HTML(
+                f'<div class="wb-output" data-model="{html.escape(name)}" data-verdict="{verdict}" '
+                f'style="border:1px solid {"#2a2" if verdict == "right" else "#c33" if verdict else "#ccc"};'
+                f'padding:6px;min-width:220px"><b>{html.escape(name)}</b><table>{"".join(rows)}</table></div>'))
+        self.columns.children = boxes
+
+    def start_score(self):
+        names = list(self.pick.value) or list(self.scorers)
+        self._busy(True, "Scoring on the test split…")
+
+        def work():
+            try:
+                self.comparison = c = compare_classifiers(self.test, {n: self.scorers[n] for n in names}, names[0],
+                                                          self.cfg)
+                per_class = per_class_table(c)
+                self.metrics_html.value = (
+                    c.metrics[["accuracy", "accuracy_low", "accuracy_high", "macro_f1", "examples_per_s"]]
+                    .round(4).to_html()
+                    + f"<h4>Against {html.escape(c.reference)} (paired bootstrap, {self.cfg.confidence:.0%} interval)"
+                    "</h4>" + c.differences.round(4).to_html(index=False)
+                    + "<h4>Classes that changed most (F1)</h4>"
+                    + pd.concat([per_class.head(5), per_class.tail(5)]).round(3).to_html())
+                preds = [f"pred:{n}" for n in names]
+                differ = c.examples[c.examples[preds].nunique(axis=1) > 1]
+                self.examples_html.value = (f"<p>{len(differ)} of {len(c.examples)} examples get different labels."
+                                            "</p>" + differ[["where", "text", "label", *preds]].head(50)
+                                            .to_html(index=False, classes="wb-disagreements"))
+                self._busy(False)
+            except Exception as e:  # noqa: BLE001
+                self._busy(False)
+                self.metrics_html.value = self.error_html(e)
+
+        return self._start(work, "compare-score")
 
 
 class _TextOnlyTok:

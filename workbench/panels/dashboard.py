@@ -12,7 +12,7 @@ import ipywidgets as widgets
 from ..config import ModelConfig, TokenConfig, TrainConfig
 from ..data import load_dataset, split_dataset
 from .base import Panel
-from .compare import ComparePanel
+from .compare import ClassifierComparePanel, ComparePanel
 from .dataset import DatasetPanel
 from .runs import RunsPanel
 from .tokens import TokenPanel
@@ -80,7 +80,16 @@ class Dashboard(Panel):
         self.train_panel = TrainPanel(splits["train"], splits.parts.get("validation"), replace(self.model, task=task),
                                       self.train_cfg, run_dirs=self._new_run_dir)
         compare = widgets.HTML("<i>No models to compare: pass compare_models.</i>")
-        if self.compare_models and ds.format != "classification":
+        if self.compare_models and ds.format == "classification":
+            from ..compare import classifier_predictor
+
+            try:
+                scorers = {n: classifier_predictor(path) for n, path in self.compare_models.items()}
+                self.compare_panel = ClassifierComparePanel(scorers, ds)
+                compare = self.compare_panel.widget
+            except Exception as e:  # noqa: BLE001 - a folder that is not a classifier says so in its tab
+                compare = widgets.HTML(self.error_html(e))
+        elif self.compare_models:
             self.compare_panel = ComparePanel(self.compare_models, ds)
             compare = self.compare_panel.widget
         for slot, content in zip(self.slots, [self.dataset_panel.widget, self.token_panel.widget,
