@@ -363,9 +363,16 @@ def report_markdown(comparison, title: str = "Comparison") -> str:
     return "\n".join(parts)
 
 
-def report_html(comparison, title: str = "Comparison") -> str:
-    """A standalone HTML page: tables, plots (embedded PNG), per-example samples."""
+def confusion_pngs(comparison: ClassificationComparison) -> dict[str, bytes]:
+    """Each model's confusion plot as PNG bytes."""
     from . import plots
+
+    return {name: plots.to_png(plots.confusion_plot(matrix, comparison.labels, name))
+            for name, matrix in comparison.confusion.items()}
+
+
+def report_html(comparison, title: str = "Comparison", pngs: dict[str, bytes] | None = None) -> str:
+    """A standalone HTML page: tables, plots (embedded PNG; ``pngs`` when already drawn), per-example samples."""
 
     body = [f"<h1>{html.escape(title)}</h1>", "<h2>Metrics</h2>", comparison.metrics.round(4).to_html(),
             f"<h2>Differences against {html.escape(comparison.reference)}</h2>",
@@ -374,9 +381,10 @@ def report_html(comparison, title: str = "Comparison") -> str:
         body.append(f"<h2>Per class (F1 change against {html.escape(comparison.reference)}, largest gains first)"
                     "</h2>")
         body.append(per_class_table(comparison).round(3).to_html())
-        for name, matrix in comparison.confusion.items():
+        pngs = pngs or confusion_pngs(comparison)
+        for name in comparison.confusion:
             body.append(f"<h3>Confusion: {html.escape(name)}</h3>")
-            body.append(_png_tag(plots.to_png(plots.confusion_plot(matrix, comparison.labels, name)), name))
+            body.append(_png_tag(pngs[name], name))
             body.append(comparison.reports[name].round(3).to_html())
         sample = comparison.examples.head(50)
     else:
@@ -398,25 +406,21 @@ def write_report(comparison, out_dir: str | Path, title: str = "Comparison") -> 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "markdown": out / "report.md", "metrics": out / "metrics.csv",
              "differences": out / "differences.csv", "examples": out / "examples.jsonl"}
-    atomic_write_text(paths["html"], report_html(comparison, title))
+    pngs = confusion_pngs(comparison) if isinstance(comparison, ClassificationComparison) else None
+    atomic_write_text(paths["html"], report_html(comparison, title, pngs))
     atomic_write_text(paths["markdown"], report_markdown(comparison, title))
     atomic_write_text(paths["metrics"], comparison.metrics.to_csv())
     atomic_write_text(paths["differences"], comparison.differences.to_csv(index=False))
     atomic_write_text(paths["examples"], comparison.examples.to_json(orient="records", lines=True, force_ascii=False))
-    if isinstance(comparison, ClassificationComparison):
-        from . import plots
-
+    if pngs is not None:
         paths["per_class"] = out / "per_class.csv"
         atomic_write_text(paths["per_class"], per_class_table(comparison).to_csv())
-        for name, matrix in comparison.confusion.items():
-            paths[f"confusion:{name}"] = out / f"confusion-{_slug(name)}.png"
-            atomic_write_bytes(paths[f"confusion:{name}"],
-                               plots.to_png(plots.confusion_plot(matrix, comparison.labels, name)))
+        for name, png in pngs.items():
+            paths[f"confusion:{name}"] = atomic_write_bytes(out / f"confusion-{_slug(name)}.png", png)
     return paths
 
 
 __all__ = ["ClassificationComparison", "ClassifierScorer", "GenerationComparison", "classifier_predictor",
-           "compare_classifiers", "top_labels",
-           "compare_generators", "disagreement", "generate", "load_generator", "per_class_table",
-           "prompts_and_references",
-           "report_html", "report_markdown", "write_report"]
+           "compare_classifiers", "compare_generators", "confusion_pngs", "disagreement", "generate", "load_generator",
+           "per_class_table", "prompts_and_references", "report_html", "report_markdown", "top_labels",
+           "write_report"]

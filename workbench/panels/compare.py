@@ -34,6 +34,23 @@ def diff_html(text: str, reference: str) -> str:
     return " ".join(out)
 
 
+def _common_widgets(names: list[str], selected: list[str], test, placeholder: str, action: str, height: str):
+    """What both compare panels show: model picker, input box, Sample and action buttons, output
+    columns, status, and the Score button with its table (CSS classes the browser tests use)."""
+    pick = widgets.SelectMultiple(options=names, value=tuple(selected), description="Models", rows=min(5, len(names)))
+    box = widgets.Textarea(placeholder=f"{placeholder}, or sample one from the test split",
+                           layout=widgets.Layout(width="60%", height=height))
+    sample = widgets.Button(description="Sample from test", disabled=test is None)
+    run = widgets.Button(description=action, button_style="primary")
+    columns, status = widgets.HBox(), widgets.HTML()
+    score = widgets.Button(description="Score on the test split", disabled=test is None)
+    metrics = widgets.HTML()
+    for w, css in [(pick, "wb-pick"), (box, "wb-prompt"), (sample, "wb-sample"), (run, "wb-generate"),
+                   (columns, "wb-outputs"), (status, "wb-compare-status"), (score, "wb-score"), (metrics, "wb-metrics")]:
+        w.add_class(css)
+    return pick, box, sample, run, columns, status, score, metrics
+
+
 class ComparePanel(Panel):
     """Compare causal LMs (a base, adapters, merged exports) on prompts and on a test split.
 
@@ -57,26 +74,9 @@ class ComparePanel(Panel):
         self.history: list[dict] = []
         names = list(models)
 
-        self.pick = widgets.SelectMultiple(options=names, value=tuple(names[:2]), description="Models",
-                                           rows=min(5, len(names)))
-        self.pick.add_class("wb-pick")
-        self.prompt = widgets.Textarea(placeholder="Type a prompt, or sample one from the test split",
-                                       layout=widgets.Layout(width="60%", height="90px"))
-        self.prompt.add_class("wb-prompt")
-        self.sample_btn = widgets.Button(description="Sample from test", disabled=test is None)
-        self.sample_btn.add_class("wb-sample")
-        self.generate_btn = widgets.Button(description="Generate", button_style="primary")
-        self.generate_btn.add_class("wb-generate")
+        (self.pick, self.prompt, self.sample_btn, self.generate_btn, self.columns, self.status, self.metrics_btn,
+         self.metrics_html) = _common_widgets(names, names[:2], test, "Type a prompt", "Generate", "90px")
         self.reference = widgets.HTML()
-        self.columns = widgets.HBox()
-        self.columns.add_class("wb-outputs")
-        self.status = widgets.HTML()
-        self.status.add_class("wb-compare-status")
-
-        self.metrics_btn = widgets.Button(description="Score on the test split", disabled=test is None)
-        self.metrics_btn.add_class("wb-score")
-        self.metrics_html = widgets.HTML()
-        self.metrics_html.add_class("wb-metrics")
         self.examples_html = widgets.HTML("<i>Score the models to browse the examples where they disagree most.</i>")
 
         self.chat_model = widgets.Dropdown(options=names, value=names[0], description="Chat with")
@@ -251,24 +251,9 @@ class ClassifierComparePanel(Panel):
         self.predictions: dict[str, list[tuple[str, float]]] = {}
         self.comparison = None
         names = list(scorers)
-        self.pick = widgets.SelectMultiple(options=names, value=tuple(names), description="Models",
-                                           rows=min(5, len(names)))
-        self.pick.add_class("wb-pick")
-        self.text = widgets.Textarea(placeholder="Type a message, or sample one from the test split",
-                                     layout=widgets.Layout(width="60%", height="70px"))
-        self.text.add_class("wb-prompt")
-        self.sample_btn = widgets.Button(description="Sample from test", disabled=test is None)
-        self.sample_btn.add_class("wb-sample")
-        self.classify_btn = widgets.Button(description="Classify", button_style="primary")
-        self.classify_btn.add_class("wb-generate")
+        (self.pick, self.text, self.sample_btn, self.classify_btn, self.columns, self.status, self.metrics_btn,
+         self.metrics_html) = _common_widgets(names, names, test, "Type a message", "Classify", "70px")
         self.truth_html = widgets.HTML()
-        self.columns = widgets.HBox()
-        self.columns.add_class("wb-outputs")
-        self.status = widgets.HTML()
-        self.metrics_btn = widgets.Button(description="Score on the test split", disabled=test is None)
-        self.metrics_btn.add_class("wb-score")
-        self.metrics_html = widgets.HTML()
-        self.metrics_html.add_class("wb-metrics")
         self.examples_html = widgets.HTML("<i>Score the models to browse the examples where they disagree.</i>")
         self.sample_btn.on_click(lambda _: self.sample())
         self.classify_btn.on_click(lambda _: self.start_classify())
