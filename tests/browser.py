@@ -45,25 +45,33 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def voila(notebook: str | Path, timeout: float = 60):
-    """Serve ``notebook`` with Voila on 127.0.0.1; yields the page's URL."""
+def serve(args: list[str], log_name: str, ready_path: str = "", timeout: float = 60, cwd: Path = ROOT,
+          env: dict | None = None, stop_wait: float = 10):
+    """Run the server ``python -m <args> --port=N`` on 127.0.0.1 until it answers; yields its base URL.
+
+    Its output goes to ``test-artifacts/<log_name>`` when that folder exists; it is stopped on exit.
+    """
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    log = open(ARTIFACTS / f"voila-{Path(notebook).stem}.log", "w") if ARTIFACTS.exists() else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-         "--show_tracebacks=True"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    log = open(ARTIFACTS / log_name, "w") if ARTIFACTS.exists() else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", *args, f"--port={port}"], cwd=cwd, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
-        wait_http(url, proc, timeout)
+        wait_http(url + ready_path, proc, timeout)
         yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(stop_wait)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def voila(notebook: str | Path, timeout: float = 60):
+    """Serve ``notebook`` with Voila on 127.0.0.1; yields the page's URL."""
+    return serve(["voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
+                 f"voila-{Path(notebook).stem}.log", timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -83,27 +91,13 @@ def browser_page():
             browser.close()
 
 
-@contextlib.contextmanager
 def jupyterlab(root: Path = ROOT, timeout: float = 90):
     """JupyterLab on 127.0.0.1 without a token (a test server only); yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(ARTIFACTS / "jupyter-config")}
-    log = open(ARTIFACTS / "jupyterlab.log", "w") if ARTIFACTS.exists() else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", f"--ServerApp.root_dir={root}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_http(url + "api", proc, timeout)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return serve(["jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=",
+                  "--ServerApp.password=", "--allow-root", f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
+                  "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                 "jupyterlab.log", ready_path="api", timeout=timeout, cwd=root,
+                 env={"JUPYTER_CONFIG_DIR": str(ARTIFACTS / "jupyter-config")}, stop_wait=15)
 
 
 def parameterized_copy(name: str, target: Path, parameters: dict) -> Path:

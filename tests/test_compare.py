@@ -211,3 +211,49 @@ def test_classifier_compare_panel_side_by_side_and_scores(intents):
     assert p.comparison.metrics.loc["tuned", "accuracy"] == 1.0
     n, same = len(intents["test"]), int((intents["test"].frame["label"] == "card_arrival").sum())
     assert f"{n - same} of {n} examples get different labels" in p.examples_html.value  # both right on card_arrival
+
+
+def test_disagreement_of_classifiers_lists_the_examples_with_different_labels():
+    ds = _cls_test()
+    gold = ds.frame["label"].tolist()
+    c = compare_classifiers(ds, {"good": lambda texts: list(gold), "bad": lambda texts: ["a"] * 30}, cfg=FAST)
+    differ = disagreement(c)
+    assert list(differ.index) == list(range(10, 30))  # the a's agree, the b's and c's do not
+    assert {"where", "text", "label", "pred:good", "pred:bad"} <= set(differ.columns)
+
+
+def test_model_set_follows_the_format_and_adds_the_probe_first():
+    from workbench.compare import model_set
+
+    made = []
+    def predictor(path):
+        made.append(path)
+        return lambda texts: ["a"] * len(texts)
+
+    def fit(train, encoder):
+        made.append(("probe", len(train), encoder))
+        return lambda texts: ["b"] * len(texts)
+    labelled = _cls_test()
+    m = model_set(labelled, {"tuned": "runs/x/model"}, train=labelled, probe=True, probe_encoder="enc",
+                  predictor=predictor, fit=fit)
+    assert m.classifiers and list(m.models) == ["frozen probe", "tuned"]
+    assert made == [("probe", 30, "enc"), "runs/x/model"]
+    answers = load_dataset(pd.DataFrame({"prompt": ["q"], "completion": ["a"]}))
+    m = model_set(answers, {"base": "b", "lora": "l"}, probe=True, predictor=predictor, fit=fit)
+    assert not m.classifiers and m.models == {"base": "b", "lora": "l"} and len(made) == 2
+
+
+def test_compare_models_compares_classifiers_with_the_probe_as_reference():
+    from functools import partial
+
+    from workbench.compare import ClassificationComparison, compare_models, model_set
+
+    ds = _cls_test()
+    gold = ds.frame["label"].tolist()
+    load = partial(model_set, predictor=lambda path: lambda texts: list(gold),
+                   fit=lambda train, encoder: lambda texts: ["a"] * len(texts))
+    r = compare_models(ds, {"tuned": "runs/x/model"}, None, FAST, train=ds, probe=True, load=load)
+    assert isinstance(r.comparison, ClassificationComparison) and r.models.classifiers
+    assert r.comparison.reference == "frozen probe"
+    assert r.comparison.metrics.loc["tuned", "accuracy"] == 1.0
+    assert r.comparison.metrics.loc["frozen probe", "accuracy"] == pytest.approx(1 / 3)

@@ -1,4 +1,7 @@
-"""Experiments: spec validation, papermill runs into run folders, failures, rerun, sweep, the runs table."""
+"""Experiments: spec validation, papermill runs into run folders, failures, rerun, sweep, the runs table.
+
+Covers workbench.notebook_runner, run_folders, repeat, runs_table and config.apply_overrides.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +15,12 @@ import pytest
 import yaml
 
 from tiny import tiny_base
-from workbench.config import ExperimentConfig, from_dict
+from workbench.config import ExperimentConfig, apply_overrides, from_dict
 from workbench.data import DatasetError
-from workbench.experiments import (
-    RunFailed,
-    apply_overrides,
-    compare_runs,
-    grid,
-    list_runs,
-    redact,
-    rerun,
-    run_experiment,
-    sweep,
-)
+from workbench.notebook_runner import _headline, run_experiment
+from workbench.repeat import grid, rerun, sweep
+from workbench.run_folders import RunFailed, redact
+from workbench.runs_table import compare_runs, list_runs, loss_curves, run_report, train_logs
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "notebooks"
@@ -214,9 +210,34 @@ def test_fields_outside_a_notebooks_form_reach_training(base, tmp_path):
 
 
 def test_the_one_line_reason_keeps_the_problem_a_header_introduces():
-    from workbench.experiments import _headline
-
     message = "1 problem:\n  - dataset: 'x' is not a local file or folder. Fix: point at a local file.\n"
     assert _headline(message) == "1 problem: - dataset: 'x' is not a local file or folder. Fix: point at a local file."
     assert _headline("the data has no label column\nmore detail") == "the data has no label column"
     assert _headline("x" * 1000).endswith("...") and len(_headline("x" * 1000)) == 400
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").rglob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_defaults_are_literals_the_runner_reads_without_running_code(path):
+    import ast
+
+    import papermill as pm
+
+    for name, info in pm.inspect_notebook(str(path)).items():
+        if info.get("default"):
+            ast.literal_eval(info["default"])  # raises on anything but a literal
+
+
+def test_the_runs_table_reads_training_logs_and_reports_of_a_run(tmp_path):
+    run = tmp_path / "exp" / "20260101-000000"
+    for sub, losses in (("train-lora", [3.0, 2.0]), ("pretrain", [5.0]), ("train-full", [])):
+        (run / sub).mkdir(parents=True)
+        (run / sub / "train_log.jsonl").write_text(
+            "".join(json.dumps({"step": i + 1, "loss": v}) + "\n" for i, v in enumerate(losses))
+            + json.dumps({"step": 9, "eval_loss": 1.0}) + "\n")
+    assert list(train_logs(run)) == [f"{run.name}/train-full", f"{run.name}/train-lora", f"{run.name}/pretrain"]
+    assert loss_curves([run]) == [(f"{run.name}/train-lora", [(1, 3.0), (2, 2.0)]),
+                                  (f"{run.name}/pretrain", [(1, 5.0)])]  # a log without a loss draws nothing
+    assert run_report(run) is None
+    (run / "compare").mkdir()
+    (run / "compare" / "report.html").write_text("<html></html>")
+    assert run_report(run) == run / "compare" / "report.html"

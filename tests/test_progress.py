@@ -6,8 +6,7 @@ import io
 import json
 import time
 
-from workbench.experiment import TerminalProgress
-from workbench.experiments import LogTail
+from workbench.progress import LogTail, TerminalProgress
 
 
 class Tty(io.StringIO):

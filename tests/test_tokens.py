@@ -8,16 +8,8 @@ import pytest
 from tiny import bpe_tokenizer, word_tokenizer
 from workbench.config import TokenConfig
 from workbench.data import load_dataset
-from workbench.tokens import (
-    compare_tokenizers,
-    format_example,
-    generation_prompt,
-    length_stats,
-    loss_mask_html,
-    loss_mask_view,
-    packing_stats,
-    tokenize_example,
-)
+from workbench.templates import format_example, generation_prompt, tokenize_example
+from workbench.tokens import compare_tokenizers, length_stats, loss_mask_html, loss_mask_view, packing_stats
 
 WORDS = "a b c d e hello there hi ### User Assistant : you are welcome".split()
 
@@ -159,3 +151,18 @@ def test_mask_view_says_when_it_truncates(tok):
     view = loss_mask_view(ds, 0, tok, TokenConfig(max_length=8))
     assert (view.length, len(view.tokens), view.truncated, view.trained) == (18, 8, True, 0)  # 3+10+3+hi+eos
     assert "truncated after 8 tokens" in view.html()
+
+
+def test_token_report_is_what_the_notebook_and_the_panel_show(tok):
+    from workbench.tokens import token_report
+
+    ds = load_dataset(pd.DataFrame({"prompt": ["hello there", "a b c d e a b c d e"], "completion": ["hi", "a"]}))
+    other = word_tokenizer(WORDS + ["x"])
+    cfg = TokenConfig(max_length=16, sample=None)
+    r = token_report(ds, {"words": tok, "more words": other}, cfg)
+    assert list(r.table.index) == ["words", "more words"] and list(r.stats) == ["words", "more words"]
+    assert r.stats["words"] == length_stats(ds, tok, cfg)
+    assert r.table.loc["words", "vocab_size"] == len(tok)
+    assert r.warnings and all(name in ("words", "more words") for name, _ in r.warnings)
+    assert [w for n, w in r.warnings if n == "words"] == list(r.stats["words"].warnings)
+    assert r.histogram.startswith(b"\x89PNG")

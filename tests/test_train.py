@@ -20,8 +20,8 @@ from tiny import bpe_tokenizer
 from workbench import presets
 from workbench.config import ExperimentConfig, LoraConfig, ModelConfig, QuantConfig, TrainConfig, from_dict
 from workbench.data import load_dataset, split_dataset
-from workbench.experiment import finetune
 from workbench.models import load_causal_lm, merge_and_export
+from workbench.pipeline import finetune
 from workbench.train import (
     COMPLETE,
     TrainingError,
@@ -252,3 +252,20 @@ def test_kill_minus_nine_then_resume_matches_an_uninterrupted_run(tmp_path, base
     assert resumed.metrics["eval_loss"] == pytest.approx(clean.metrics["eval_loss"], rel=1e-4)
     steps = [e["step"] for e in load_log(tmp_path / "killed") if "loss" in e]
     assert steps == sorted(set(steps)) and steps[-1] == KILL_STEPS
+
+
+def test_headline_metrics_and_the_curves_file(tmp_path):
+    import json
+
+    from workbench.train import headline_metrics, write_training_curves
+
+    metrics = {"train_loss": 1.5, "eval_loss": 1.2, "eval_note": "text", "global_step": 6, "device": "cpu",
+               "trainable_params": 10}
+    assert headline_metrics(metrics) == {"train_loss": 1.5, "eval_loss": 1.2, "eval_note": "text"}
+    assert headline_metrics(metrics, numbers=True) == {"train_loss": 1.5, "eval_loss": 1.2}
+    assert list(headline_metrics(metrics, extra=("device", "trainable_params"))) == [
+        "train_loss", "eval_loss", "eval_note", "device", "trainable_params"]
+    (tmp_path / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in [
+        {"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.0, "eval_loss": 2.5}]))
+    png = write_training_curves(tmp_path)
+    assert png.startswith(b"\x89PNG") and (tmp_path / "training_curves.png").read_bytes() == png

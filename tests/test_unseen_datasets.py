@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from workbench.data import FORMATS, DatasetError, load_dataset
-from workbench.data.formats import OPTIONAL, ROLES
+from workbench.data.formats import ROLES
 
 UNSEEN = Path(__file__).resolve().parent / "fixtures" / "unseen"
 
@@ -145,7 +145,7 @@ def _missing(value) -> bool:
 
 
 def _check_canonical(ds) -> None:
-    for field in FORMATS[ds.format]:
+    for field in FORMATS[ds.format].fields:
         assert field in ds.frame.columns, f"canonical column {field!r} missing"
         for i, value in enumerate(ds.frame[field].tolist()):
             where = f"{field} of row {i}"
@@ -160,7 +160,7 @@ def _check_canonical(ds) -> None:
                     assert isinstance(m["content"], str), f"{where}: {m!r}"
                     assert m["content"].strip() or m["role"] == "assistant", f"{where}: empty {m['role']} turn"
                 assert any(m["role"] == "assistant" for m in value), where
-            elif (ds.format, field) in OPTIONAL:
+            elif field in ds.spec.optional:
                 assert isinstance(value, str), f"{where}: {value!r}"
             else:
                 assert isinstance(value, str) and value.strip(), f"{where}: {value!r}"

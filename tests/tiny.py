@@ -33,7 +33,7 @@ def kb_texts() -> list[str]:
 
 def bpe_tokenizer(vocab_size: int = 600, chat_template: str | None = None):
     """A byte-level BPE trained on the shipped knowledge base (seconds, offline)."""
-    from workbench.tokens import train_tokenizer
+    from workbench.tokenizer import train_tokenizer
 
     return train_tokenizer(kb_texts(), vocab_size=vocab_size, chat_template=chat_template)
 

@@ -16,8 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from .config import (ConfigError, DataConfig, ExperimentConfig, add_config_arguments, apply_overrides,
+                     config_from_args, from_dict, load_yaml)
 from .data import DatasetError, data_report, load_dataset
+from .notebook_runner import run_experiment
+from .pipeline import finetune
+from .repeat import rerun, sweep
+from .run_folders import RunFailed
+from .runs_table import compare_runs, list_runs
+from .train import TrainingError, headline_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The main job: fine-tuned MiniLM vs the frozen-encoder baseline on banking77.
@@ -33,44 +40,26 @@ DEMO_DATASETS = (
 )
 
 
-def _columns(pairs: list[str] | None) -> dict[str, str] | None:
-    if not pairs:
-        return None
-    out = {}
-    for pair in pairs:
-        canon, sep, source = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--column takes FIELD=COLUMN (e.g. text=utterance), not {pair!r}")
-        out[canon.strip()] = source.strip()
-    return out
+#: The DataConfig fields the data commands take as options (help: the fields' docstrings).
+LOAD_FIELDS = ("source", "format", "columns", "split", "reader", "encoding")
+SPLIT_FIELDS = ("test", "validation", "seed", "stratify", "pii_allow")
 
 
 def _add_load_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="file, folder, or hub dataset name")
-    p.add_argument("--format", default="auto", help="auto, prompt_completion, instruction, chat, classification, corpus")
-    p.add_argument("--column", action="append", metavar="FIELD=COLUMN",
-                   help="map a canonical field to a column, e.g. --column text=utterance (repeatable)")
-    p.add_argument("--split", help="which split of a folder or saved dataset (default: train)")
-    p.add_argument("--reader", help="force a reader: csv, json, jsonl, parquet, text")
-    p.add_argument("--encoding", default="utf-8")
+    add_config_arguments(p, DataConfig, LOAD_FIELDS, positional=("source",))
     p.add_argument("--field", help="JSON: the key holding the records (dotted for nested)")
 
 
-def _load_kwargs(args) -> dict:
-    return {"format": args.format, "columns": _columns(args.column), "split": args.split, "reader": args.reader,
-            "encoding": args.encoding, "field": args.field}
-
-
 def cmd_report(args) -> int:
-    report = data_report(args.source, **_load_kwargs(args), strict=False, test=args.test,
-                         validation=args.validation, seed=args.seed,
-                         stratify=None if args.stratify == "none" else args.stratify, out_dir=args.out)
+    cfg = config_from_args(DataConfig, args, LOAD_FIELDS + SPLIT_FIELDS)
+    report = data_report(cfg.source, **cfg.report_kwargs(), field=args.field, out_dir=args.out)
     print(report.to_text())
     return 0
 
 
 def cmd_validate(args) -> int:
-    ds = load_dataset(args.source, **_load_kwargs(args), strict=False)
+    cfg = config_from_args(DataConfig, args, LOAD_FIELDS)
+    ds = load_dataset(cfg.source, **cfg.load_kwargs(), field=args.field)
     rep = ds.report
     print(f"{ds.source}: {ds.format}, {rep.rows_read} records read, {rep.rows_kept} valid")
     for p in rep.problems[: args.limit]:
@@ -90,10 +79,8 @@ def cmd_demo(args) -> int:
 def _shipped_data_report(args) -> int:
     out_root = Path(args.out)
     for spec in DEMO_DATASETS:
-        report = data_report(ROOT / spec["source"], split=spec.get("split"), test=spec["test"],
-                             validation=spec["validation"], stratify=spec["stratify"], seed=args.seed,
-                             pii_allow=spec.get("pii_allow", ()),
-                             out_dir=out_root / spec["name"] / "splits")
+        cfg = from_dict(DataConfig, {**{k: v for k, v in spec.items() if k != "name"}, "seed": args.seed})
+        report = data_report(ROOT / cfg.source, **cfg.report_kwargs(), out_dir=out_root / spec["name"] / "splits")
         print(report.to_text())
         print()
     print(f"Data report done. Splits and fingerprints are in {out_root}/.")
@@ -101,10 +88,6 @@ def _shipped_data_report(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .config import ConfigError, ExperimentConfig, load_yaml
-    from .experiment import finetune
-    from .train import TrainingError
-
     try:
         cfg = load_yaml(ExperimentConfig, args.config)
     except ConfigError as e:
@@ -120,15 +103,11 @@ def cmd_train(args) -> int:
         print(f"workbench: training failed: {e}", file=sys.stderr)
         return 1
     print(f"{result.status}: step {result.global_step}/{result.max_steps}; run folder {result.run_dir}")
-    shown = {k: v for k, v in result.metrics.items() if k.startswith("eval_") or k == "train_loss"}
-    print("  " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, (int, float))))
+    print("  " + ", ".join(f"{k} {v:.4g}" for k, v in headline_metrics(result.metrics, numbers=True).items()))
     return 0
 
 
 def _load_experiment(path: str, overrides: list[str] | None):
-    from .config import ExperimentConfig, load_yaml
-    from .experiments import apply_overrides
-
     cfg = load_yaml(ExperimentConfig, path)
     return apply_overrides(cfg, overrides or [])
 
@@ -173,9 +152,6 @@ def _headline(metrics: dict, run_dir: Path | None = None) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from .config import ConfigError
-    from .experiments import RunFailed, run_experiment
-
     try:
         cfg = _load_experiment(args.config, args.param)
     except (ConfigError, OSError) as e:
@@ -194,8 +170,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_rerun(args) -> int:
-    from .experiments import RunFailed, rerun
-
     try:
         record = rerun(args.run_dir, echo=None if args.quiet else print, progress=not args.quiet)
     except RunFailed as e:
@@ -207,8 +181,6 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .experiments import sweep
-
     results = sweep(args.config, args.grid, parallel=args.parallel, runs_root=args.runs)
     print(f"{'status':<7} {'parameters':<40} run folder")
     for r in results:
@@ -217,8 +189,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .experiments import compare_runs, list_runs
-
     if args.action == "compare":
         if len(args.runs_to_compare) != 2:
             print("workbench: runs compare takes two run folders", file=sys.stderr)
@@ -291,10 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="dataset commands").add_subparsers(dest="data_command", required=True)
     rep = data.add_parser("report", help="load, validate, find duplicates and personal data, split")
     _add_load_args(rep)
-    rep.add_argument("--test", type=float, default=0.1)
-    rep.add_argument("--validation", type=float, default=0.1)
-    rep.add_argument("--seed", type=int, default=42)
-    rep.add_argument("--stratify", default="auto", help="auto, none, or a column name")
+    add_config_arguments(rep, DataConfig, SPLIT_FIELDS)
     rep.add_argument("--out", help="write the cleaned splits here")
     rep.set_defaults(func=cmd_report)
     val = data.add_parser("validate", help="list problems; exit 1 if there are errors")
@@ -304,10 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     spl = data.add_parser("split", help="write reproducible splits with fingerprints")
     _add_load_args(spl)
     spl.add_argument("--out", required=True)
-    spl.add_argument("--test", type=float, default=0.1)
-    spl.add_argument("--validation", type=float, default=0.1)
-    spl.add_argument("--seed", type=int, default=42)
-    spl.add_argument("--stratify", default="auto")
+    add_config_arguments(spl, DataConfig, SPLIT_FIELDS)
     spl.set_defaults(func=cmd_report)
     return parser
 

@@ -27,9 +27,15 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from . import plots
 from .config import CompareConfig, QuantConfig, TokenConfig
-from .data.load import LoadedDataset
+from .data.dataset import LoadedDataset
 from .files import atomic_write_bytes, atomic_write_text
+from .methods import METHODS
+from .models import load_causal_lm, load_classifier
+from .probe import fit_probe
+from .templates import generation_prompt, uses_chat_template
+from .tokenizer import load_tokenizer
 
 Predictor = Callable[[list[str]], list[str]]
 
@@ -41,9 +47,6 @@ class ClassifierScorer:
     """Class probabilities of a trained classifier folder; calling it predicts labels (a ``Predictor``)."""
 
     def __init__(self, path: str | Path, device: str = "cpu", batch_size: int = 64, max_length: int = 128):
-        from .models import load_classifier
-        from .tokens import load_tokenizer
-
         self.model, self.labels = load_classifier(path, device)
         self.tokenizer = load_tokenizer(path)
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
@@ -100,7 +103,7 @@ class ClassificationComparison:
 def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], reference: str | None = None,
                         cfg: CompareConfig = CompareConfig()) -> ClassificationComparison:
     """Predict ``test`` with every model and compare them (see the module docstring)."""
-    if test.format != "classification":
+    if not test.spec.has_label:
         raise ValueError(f"{test.source} is {test.format}, not classification data")
     test = _sample(test, cfg)
     texts = test.frame["text"].tolist()
@@ -171,11 +174,9 @@ class Generation:
 
 def load_generator(path: str | Path, device: str = "cpu"):
     """A causal LM for comparison: an adapter trained with QLoRA is evaluated on its 4-bit base, as trained."""
-    from .models import load_causal_lm
-
     info = Path(path) / "workbench.json"
-    method = json.loads(info.read_text()).get("method") if info.exists() else None
-    return load_causal_lm(path, device, quant=QuantConfig() if method == "qlora" else None)
+    method = METHODS.get(json.loads(info.read_text()).get("method")) if info.exists() else None
+    return load_causal_lm(path, device, quant=QuantConfig() if method is not None and method.reload_quantized() else None)
 
 
 def special_tokens_for(tokenizer) -> bool:
@@ -183,9 +184,7 @@ def special_tokens_for(tokenizer) -> bool:
 
     Chat templates write their own; the fallback template relies on the tokenizer adding BOS.
     """
-    from .tokens import uses_chat_template
-
-    return not uses_chat_template(tokenizer, TokenConfig())
+    return not uses_chat_template(tokenizer)
 
 
 def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareConfig()) -> list[Generation]:
@@ -225,11 +224,9 @@ def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareC
 
 def prompts_and_references(ds: LoadedDataset, tokenizer, token_cfg: TokenConfig = TokenConfig()):
     """Generation prompts (all turns before the last answer, formatted) and the reference answers."""
-    from .tokens import generation_prompt, to_messages
-
     prompts, refs = [], []
     for rec in ds.frame[list(ds.fields)].to_dict("records"):
-        msgs = to_messages(rec, ds.format)
+        msgs = ds.spec.messages(rec)
         last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
         prompts.append(generation_prompt(msgs[:last], tokenizer, token_cfg))
         refs.append(msgs[last]["content"])
@@ -255,10 +252,7 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
                        loader: Callable = load_generator) -> GenerationComparison:
     """Generate with every model on ``test`` and compare (see the module docstring)."""
     test = _sample(test, cfg)
-    from .tokens import to_messages
-
-    users = [to_messages(r, test.format)[0]["content"] if test.format != "corpus" else r["text"]
-             for r in test.frame[list(test.fields)].to_dict("records")]
+    users = [test.spec.prompt_text(r) for r in test.frame[list(test.fields)].to_dict("records")]
     examples = pd.DataFrame({"where": [test.where(i) for i in range(len(test))], "prompt": users})
     rows, per_metric = [], {m: {} for m in cfg.metrics + ["reference_nll"]}
     refs = None
@@ -298,12 +292,96 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
     return GenerationComparison(examples, pd.DataFrame(rows).set_index("model"), diffs, reference, settings)
 
 
-def disagreement(comparison: GenerationComparison, metric: str = "rouge_l") -> pd.DataFrame:
-    """Examples sorted by how much the models' scores on ``metric`` differ (largest first)."""
+def disagreement(comparison: GenerationComparison | ClassificationComparison, metric: str = "rouge_l") -> pd.DataFrame:
+    """The examples where the models disagree.
+
+    Causal LMs: every example, sorted by how much the models' scores on ``metric`` differ
+    (largest first, in a ``spread`` column). Classifiers: the examples that get more than one
+    distinct label, in test order (``metric`` is not used).
+    """
+    if isinstance(comparison, ClassificationComparison):
+        preds = [c for c in comparison.examples.columns if c.startswith("pred:")]
+        return comparison.examples[comparison.examples[preds].nunique(axis=1) > 1]
     cols = [c for c in comparison.examples.columns if c.startswith(f"{metric}:")]
     ex = comparison.examples.copy()
     ex["spread"] = ex[cols].max(axis=1) - ex[cols].min(axis=1) if cols else 0.0
     return ex.sort_values("spread", ascending=False)
+
+
+# --------------------------------------------------------------------------- the models of a test split
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The models to compare on some data, in the form its format asks for."""
+
+    models: dict
+    """Name to a predictor (``classifiers``: a ``ClassifierScorer`` or the frozen-encoder ``Probe``) or
+    to a model folder (causal LMs)."""
+    classifiers: bool
+    """The data has labels, so the models are classifiers."""
+
+
+def model_set(ds: LoadedDataset, folders: dict[str, str | Path], *, train: LoadedDataset | None = None,
+              probe: bool = False, probe_encoder: str = "minilm", predictor: Callable = classifier_predictor,
+              fit: Callable = fit_probe) -> ModelSet:
+    """The models in ``folders``, loaded as the data's format asks (its descriptor's ``has_label``).
+
+    Args:
+        ds: Data of the format the models were trained on (a test split).
+        folders: Display name to a trained model folder.
+        train: The training split, for the probe.
+        probe: With labelled data, put the frozen-encoder + logistic-regression baseline first,
+            named ``frozen probe``.
+        probe_encoder: The probe's encoder.
+        predictor, fit: ``classifier_predictor`` and ``fit_probe`` (tests pass stubs).
+
+    Returns:
+        Classifiers (predictors) for labelled data; for generative data, the folders unchanged.
+    """
+    if not ds.spec.has_label:
+        return ModelSet(dict(folders), classifiers=False)
+    models = {}
+    if probe:
+        models["frozen probe"] = fit(train, probe_encoder)
+    models.update({name: predictor(path) for name, path in folders.items()})
+    return ModelSet(models, classifiers=True)
+
+
+@dataclass(frozen=True)
+class SplitComparison:
+    """Models compared on one test split: the loaded models and the comparison."""
+
+    models: ModelSet
+    comparison: ClassificationComparison | GenerationComparison
+
+
+def compare_models(test: LoadedDataset, folders: dict[str, str | Path], reference: str | None = None,
+                   cfg: CompareConfig = CompareConfig(), *, train: LoadedDataset | None = None, probe: bool = False,
+                   probe_encoder: str = "minilm", device: str = "cpu", load: Callable = model_set) -> SplitComparison:
+    """Compare the models in ``folders`` on ``test``: classifiers or causal LMs, as the data's format says.
+
+    Args:
+        test: The test split.
+        folders: Display name to a trained model folder.
+        reference: The model the others are compared against; None for the first (the probe,
+            when there is one).
+        cfg: Decoding, metrics and bootstrap settings.
+        train: The training split, for the probe.
+        probe: With labelled data, add the frozen-encoder baseline (see ``model_set``).
+        probe_encoder: The probe's encoder.
+        device: Where causal LMs generate.
+        load: ``model_set`` (tests pass a stub).
+
+    Returns:
+        A ``SplitComparison``: ``compare_classifiers`` or ``compare_generators`` of the loaded models.
+    """
+    models = load(test, folders, train=train, probe=probe, probe_encoder=probe_encoder)
+    if models.classifiers:
+        comparison = compare_classifiers(test, models.models, reference or next(iter(models.models)), cfg)
+    else:
+        comparison = compare_generators(test, models.models, reference or None, cfg, device)
+    return SplitComparison(models, comparison)
 
 
 # --------------------------------------------------------------------------- reports
@@ -365,8 +443,6 @@ def report_markdown(comparison, title: str = "Comparison") -> str:
 
 def confusion_pngs(comparison: ClassificationComparison) -> dict[str, bytes]:
     """Each model's confusion plot as PNG bytes."""
-    from . import plots
-
     return {name: plots.to_png(plots.confusion_plot(matrix, comparison.labels, name))
             for name, matrix in comparison.confusion.items()}
 

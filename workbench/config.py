@@ -1,34 +1,63 @@
 """Typed configuration: one dataclass per concern, YAML in and out.
 
-An experiment YAML, a notebook's papermill parameters and a panel's form are three views of
-these dataclasses. ``from_dict`` builds one from plain data and refuses what it does not
-know: an unknown key names the closest valid key, a wrong type names the field and the type
-it expects.
+An experiment YAML, a notebook's papermill parameters, a panel's form and the command line's
+options are views of these dataclasses. ``from_dict`` builds one from plain data and refuses
+what it does not know: an unknown key names the closest valid key, a wrong type names the
+field and the type it expects. Each field is documented once, by the string under it
+(``field_docs``); notebooks build their sections with ``section_from_params``, the command
+line gets its options from ``add_config_arguments`` and forms their tooltips from
+``field_help``, and ``tests/test_config_views.py`` fails when one of them drifts.
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
+import textwrap
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .data.documents import DocumentConfig  # noqa: F401 - the documents section's config, re-exported
+from .data.formats import FORMATS
+from .errors import ConfigError
+from .methods import METHODS
+from .metrics import PER_EXAMPLE
+from .tasks import TASKS
+
 T = TypeVar("T")
 
+# Closed choices read the registries: a registered format, task or method is a valid value here.
+FormatName = Literal[("auto", *FORMATS)]
+TaskName = Literal[tuple(TASKS)]
+MethodName = Literal[tuple(METHODS)]
+#: The registry behind each of those Literals (and the values allowed besides its names). Checks read
+#: the registry as it is when they run, so a format, task or method registered after this module was
+#: imported is a valid value too; the Literal's own arguments are those known at import.
+_REGISTERED = {FormatName: (("auto",), FORMATS), TaskName: ((), TASKS), MethodName: ((), METHODS)}
 
-class ConfigError(ValueError):
-    """A configuration value or key that is not allowed; the message says what is."""
+
+def choices(tp) -> tuple:
+    """The values a ``Literal`` field type allows now (a registry-backed one reads its registry)."""
+    if tp in _REGISTERED:
+        extra, registry = _REGISTERED[tp]
+        return (*extra, *registry)
+    return typing.get_args(tp)
 
 
 def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
+        return " or ".join(repr(a) for a in choices(tp))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is not None:
@@ -50,6 +79,7 @@ def _coerce(value, tp, where: str):
                 errors.append(e)
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        args = choices(tp)
         if value in args:
             return value
         close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
@@ -139,20 +169,149 @@ def parse_pairs(text: str) -> dict[str, str]:
 def from_params(cls: type[T], **params) -> T:
     """Build ``cls`` from notebook parameters, which are primitives only.
 
-    An empty string stands for None, a mapping field is written as ``"k=v, k=v"`` and a list
-    field as ``"a, b"``.
+    An empty string stands for None, and so does 0 in an optional number field (the runner
+    writes None that way); a mapping field is written as ``"k=v, k=v"`` and a list field as
+    ``"a, b"``.
     """
     hints = typing.get_type_hints(cls)
     data = {}
     for key, value in params.items():
         tp = hints.get(key)
+        optional = tp is not None and type(None) in typing.get_args(tp)
         if isinstance(value, str) and tp is not None and typing.get_origin(tp) is dict:
             value = parse_pairs(value)
         elif isinstance(value, str) and tp is not None and typing.get_origin(tp) is list:
             value = [v.strip() for v in value.split(",") if v.strip()]
-        elif value == "" and tp is not None and type(None) in typing.get_args(tp):
+        elif value == "" and optional:
+            value = None
+        elif optional and value == 0 and not isinstance(value, bool) and (
+                {int, float} & set(typing.get_args(tp))):
             value = None
         data[key] = value
+    return from_dict(cls, data)
+
+
+def section_from_params(cls: type[T], params: Mapping[str, Any]) -> T:
+    """Build ``cls`` from those of a notebook's parameters that are its fields.
+
+    A notebook passes ``globals()`` right after its parameters cell: every name that is a field
+    of ``cls`` is read (and checked, as ``from_params`` does), every other name (other
+    sections' fields, the notebook's own parameters, imports) is left alone. A test checks that
+    the notebooks assign no field name outside their parameters cell.
+    """
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    return from_params(cls, **{k: v for k, v in params.items() if k in names})
+
+
+# --------------------------------------------------------------------------- field docstrings and views
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal under it in the class body), by field name.
+
+    Read from the class's source with ``ast``; a field without one is missing from the result
+    (a test requires one for every field of every config class).
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+    docs = {}
+    for stmt, after in zip(node.body, node.body[1:]):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[stmt.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def field_help(cls: type, name: str) -> str:
+    """Field ``name``'s docstring as one line of plain text (CLI help, form tooltips)."""
+    return " ".join(field_docs(cls).get(name, "").replace("``", "").split())
+
+
+def section_names(root: type | None = None) -> dict[str, str]:
+    """Each section's config class name to its field in ``root`` (default ``ExperimentConfig``).
+
+    ``{"DataConfig": "data", "ModelConfig": "model", ...}``: what a notebook's
+    ``metadata.workbench.configs`` names, and where the runner reads its values.
+    """
+    root = root or ExperimentConfig
+    hints = typing.get_type_hints(root)
+    return {hints[f.name].__name__: f.name for f in dataclasses.fields(root) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def _cli_kind(tp) -> tuple[str, object]:
+    """("dict" | "list" | "bool" | "value", scalar type) of a field type, None dropped."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (
+        typing.Union, types.UnionType) else [tp]
+    base = args[0] if len(args) == 1 else str
+    origin = typing.get_origin(base)
+    if origin is dict:
+        return "dict", str
+    if origin is list:
+        return "list", str
+    if base is bool:
+        return "bool", bool
+    if origin is Literal:
+        return "value", type(typing.get_args(base)[0])
+    return "value", base if base in (int, float, str) else str
+
+
+def add_config_arguments(parser, cls: type, names: Sequence[str], positional: Sequence[str] = ()) -> None:
+    """Add an ``argparse`` option for each of ``cls``'s fields in ``names``.
+
+    ``eval_split`` becomes ``--eval-split``, with the field's default, and its docstring as help
+    (litgpt derives its command line from signatures the same way). A mapping field takes
+    ``KEY=VALUE`` and repeats (``--columns text=utterance``; the singular, ``--column``, works
+    too); a list field takes values separated by commas and repeats; a true/false field is
+    ``--name``/``--no-name``; an optional field takes ``none`` for None. Fields in
+    ``positional`` are positional arguments. ``config_from_args`` builds ``cls`` back.
+    """
+    hints = typing.get_type_hints(cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for name in names:
+        tp = hints[name]
+        kind, scalar = _cli_kind(tp)
+        help_text = field_help(cls, name)
+        if typing.get_origin(tp) is Literal:
+            help_text += f" One of: {', '.join(map(str, choices(tp)))}."
+        if kind == "value" and type(None) in typing.get_args(tp):
+            help_text += " Write none for None."
+        help_text = help_text.replace("%", "%%")
+        if name in positional:
+            parser.add_argument(name, help=help_text)
+            continue
+        flags = [f"--{name.replace('_', '-')}"]
+        if kind == "dict":
+            flags += [f"--{name[:-1]}"] if name.endswith("s") else []
+            parser.add_argument(*flags, dest=name, action="append", metavar="KEY=VALUE", help=help_text)
+        elif kind == "list":
+            parser.add_argument(*flags, dest=name, action="append", metavar="A,B", help=help_text)
+        elif kind == "bool":
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=defaults[name],
+                                help=help_text)
+        else:
+            default = defaults[name]
+            parser.add_argument(*flags, dest=name, type=str if default is None else scalar, default=default,
+                                help=help_text)
+
+
+def config_from_args(cls: type[T], args, names: Sequence[str]) -> T:
+    """Build ``cls`` from the options ``add_config_arguments`` added for ``names`` (checked as YAML is)."""
+    hints = typing.get_type_hints(cls)
+    data = {}
+    for name in names:
+        value = getattr(args, name)
+        kind, scalar = _cli_kind(hints[name])
+        if kind == "dict":
+            value = {k: v for text in value or [] for k, v in parse_pairs(text).items()}
+        elif kind == "list":
+            value = [v.strip() for text in value or [] for v in text.split(",") if v.strip()]
+        elif isinstance(value, str) and value.lower() in ("none", "") and type(None) in typing.get_args(hints[name]):
+            value = None
+        elif isinstance(value, str) and scalar in (int, float):
+            value = scalar(value)
+        data[name] = value
     return from_dict(cls, data)
 
 
@@ -179,7 +338,7 @@ class DataConfig:
 
     source: str = "datasets/banking77"
     """File, folder, or hub dataset name."""
-    format: Literal["auto", "prompt_completion", "instruction", "chat", "classification", "corpus"] = "auto"
+    format: FormatName = "auto"
     """Task format; ``auto`` detects it from the column names."""
     columns: dict[str, str] = field(default_factory=dict)
     """Canonical field to source column, e.g. ``{text: utterance, label: intent}``; empty to detect."""
@@ -201,6 +360,13 @@ class DataConfig:
     """Seed of the split."""
     stratify: str | None = "auto"
     """``auto`` (by label for classification), a column name, or None."""
+    reader: str | None = None
+    """Force a reader (``csv``, ``json``, ``jsonl``, ``parquet``, ``text``) when the file extension is wrong
+    or missing; None to go by the extension."""
+    encoding: str = "utf-8"
+    """Text encoding of the files."""
+    pii_allow: list[str] = field(default_factory=list)
+    """Values that are not personal data and stay unredacted (role mailboxes such as ``security@example.com``)."""
 
     def __post_init__(self):
         for name in ("validation", "test"):
@@ -211,7 +377,15 @@ class DataConfig:
             raise ConfigError(f"validation + test must be below 1, got {self.validation + self.test}")
 
     def load_kwargs(self) -> dict:
-        return {"format": self.format, "columns": self.columns or None, "split": self.split, "strict": self.strict}
+        """What ``load_dataset(self.source, ...)`` takes."""
+        return {"format": self.format, "columns": self.columns or None, "split": self.split, "strict": self.strict,
+                "reader": self.reader, "encoding": self.encoding}
+
+    def report_kwargs(self) -> dict:
+        """What ``data_report(self.source, ...)`` takes: loading, cleaning and splitting."""
+        return {**self.load_kwargs(), "dedupe": self.dedupe, "redact": self.redact_pii, "test": self.test,
+                "validation": self.validation, "seed": self.seed, "stratify": self.stratify,
+                "pii_allow": tuple(self.pii_allow)}
 
 
 @dataclass(frozen=True)
@@ -254,11 +428,12 @@ class ModelConfig:
     """Which base model, for which task, adapted how."""
 
     name_or_path: str = "minilm"
-    """A hub id, a local folder, or a preset: ``minilm`` (the bundled encoder), ``tiny-llama``."""
-    task: Literal["causal-lm", "sequence-classification"] = "sequence-classification"
-    """What the model learns: next tokens (SFT, pretraining) or one label per text."""
-    method: Literal["full", "lora", "qlora"] = "full"
-    """Train every weight, low-rank adapters, or adapters on a 4-bit (NF4) base."""
+    """A hub id, a local folder, or a preset: ``minilm`` (the bundled encoder); empty with task
+    ``pretraining`` to build the base from scratch (``pretrain.preset``)."""
+    task: TaskName = "sequence-classification"
+    """What the model learns: answers (causal-lm SFT), one label per text, or running text (pretraining)."""
+    method: MethodName = "full"
+    """Train every weight, low-rank adapters, or adapters on a 4-bit (NF4) base (workbench.methods)."""
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     """Where to train; ``auto`` picks cuda, then mps, then cpu."""
     pooling: Literal["auto", "mean", "cls"] = "auto"
@@ -398,32 +573,13 @@ class CompareConfig:
     confidence: float = 0.95
     """Confidence level of the intervals."""
 
-
-@dataclass(frozen=True)
-class DocumentConfig:
-    """How documents are cut into corpus chunks (the notebook's parameters, less the paths)."""
-
-    tokenizer: str = "whitespace"
-    """``whitespace`` to count words, a preset name (``kb-bpe``, ``minilm``), or a local folder
-    holding a Hugging Face tokenizer; a tokenizer object can be handed to
-    ``ingest_documents(tokenizer=...)`` instead."""
-    chunk_size: int | None = 256
-    """Most tokens in a chunk; None keeps each section whole."""
-    overlap: int = 32
-    """Tokens repeated from the end of one chunk at the start of the next chunk of the same
-    section, so that text cut at a boundary is seen whole once; less than half of ``chunk_size``."""
-
     def __post_init__(self):
-        if not isinstance(self.tokenizer, str) or not self.tokenizer:
-            raise ConfigError("tokenizer must be 'whitespace', a preset name or the path of a local tokenizer folder; "
-                              "pass a tokenizer object as ingest_documents(tokenizer=...).")
-        if self.chunk_size is not None and (not isinstance(self.chunk_size, int) or self.chunk_size < 8):
-            raise ConfigError(f"chunk_size must be an integer of at least 8 tokens, or None; got {self.chunk_size!r}.")
-        if not isinstance(self.overlap, int) or self.overlap < 0:
-            raise ConfigError(f"overlap must be a non-negative integer; got {self.overlap!r}.")
-        if self.chunk_size is not None and self.overlap * 2 >= self.chunk_size:
-            raise ConfigError(f"overlap ({self.overlap}) must be less than half of chunk_size ({self.chunk_size}), "
-                              f"so that every chunk moves forward; try overlap={self.chunk_size // 8}.")
+        for name in self.metrics:  # the per-example metrics of workbench.metrics score generations
+            if name not in PER_EXAMPLE:
+                close = difflib.get_close_matches(str(name), list(PER_EXAMPLE), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"metrics: {name!r} is not a generation metric.{hint} "
+                                  f"Choose from {', '.join(sorted(PER_EXAMPLE))}.")
 
 
 @dataclass(frozen=True)
@@ -457,23 +613,52 @@ class ExperimentConfig:
     description: str = ""
     """What the experiment is for, in a sentence."""
     data: DataConfig = field(default_factory=DataConfig)
+    """The data: where it is, how it is read, cleaned and split."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The base model, its task and the fine-tuning method."""
     methods: list[str] = field(default_factory=list)
     """Fine-tune with each of these methods in turn (full, lora, qlora); empty for ``model.method`` alone."""
     lora: LoraConfig = field(default_factory=LoraConfig)
+    """Low-rank adapters (methods lora and qlora)."""
     quant: QuantConfig = field(default_factory=QuantConfig)
+    """4-bit quantization of the base model (method qlora)."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """The training run."""
     tokens: TokenConfig = field(default_factory=TokenConfig)
+    """Token statistics (the tokenization notebook)."""
     compare: CompareConfig = field(default_factory=CompareConfig)
+    """How the trained models are compared on the test split."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    """Pretraining a small base model from scratch first; off unless ``pretrain.source`` is set."""
     notebooks: list[str] = field(default_factory=lambda: ["01_explore_dataset.ipynb", "02_tokenization.ipynb",
                                                           "03_finetune.ipynb", "04_compare.ipynb"])
     """Notebooks papermill runs, in order; names in notebooks/ or paths."""
 
     def __post_init__(self):
-        bad = [m for m in self.methods if m not in ("full", "lora", "qlora")]
+        bad = [m for m in self.methods if m not in METHODS]
         if bad:
-            raise ConfigError(f"methods: {', '.join(bad)} not one of full, lora, qlora")
+            raise ConfigError(f"methods: {', '.join(bad)} not one of {', '.join(METHODS)}")
 
     def method_list(self) -> list[str]:
         return list(self.methods) or [self.model.method]
+
+
+#: Short names ``-p`` and ``--grid`` accept for common keys.
+ALIASES = {"lr": "train.learning_rate", "epochs": "train.epochs", "batch_size": "train.batch_size",
+           "max_steps": "train.max_steps", "method": "model.method", "r": "lora.r", "seed": "train.seed"}
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: list[str] | dict) -> ExperimentConfig:
+    """``["train.learning_rate=1e-4", "lora.r=16"]`` applied to ``cfg`` (values parsed as YAML)."""
+    pairs = overrides.items() if isinstance(overrides, dict) else (o.split("=", 1) for o in overrides)
+    data = to_dict(cfg)
+    for key, value in pairs:
+        key = ALIASES.get(key.strip(), key.strip())
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"-p {key}: '{part}' is not a section of the experiment")
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
+    return from_dict(ExperimentConfig, data)

@@ -18,8 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import plots
 from .data.clean import find_duplicates, input_output
-from .data.load import LoadedDataset
+from .data.dataset import LoadedDataset
 from .data.pii import scan_pii
 
 #: Problem filters offered besides personal-data kinds.
@@ -68,21 +69,7 @@ class Findings:
 
 
 def _arrow_input_output(ds: LoadedDataset) -> tuple[pa.Array, pa.Array]:
-    """Input and output text of every row as Arrow strings, without a Python loop where the format allows."""
-    f = ds.frame
-
-    def col(name: str) -> pa.Array:
-        return pa.array(f[name].astype(str).tolist() if name == "label" else f[name].tolist(), type=pa.large_string())
-
-    if ds.format == "classification":
-        return col("text"), col("label")
-    if ds.format == "prompt_completion":
-        return col("prompt"), col("completion")
-    if ds.format == "instruction":
-        return pc.binary_join_element_wise(col("instruction"), col("input"), pa.scalar("\n", pa.large_string())), col("output")
-    if ds.format == "corpus":
-        text = col("text")
-        return text, pa.array([""] * len(f), type=pa.large_string())
+    """Input and output text of every row (as its format renders them) as Arrow strings."""
     inputs, outputs = input_output(ds)
     return pa.array(inputs, type=pa.large_string()), pa.array(outputs, type=pa.large_string())
 
@@ -96,14 +83,14 @@ class Explorer:
         inputs, outputs = _arrow_input_output(ds)
         self._inputs, self._outputs = inputs, outputs
         # Search the text a person wrote: for classification the label has its own filter.
-        self._search = (inputs if ds.format in ("corpus", "classification") else
-                        pc.binary_join_element_wise(inputs, outputs, pa.scalar("\n", pa.large_string())))
+        self._search = (pc.binary_join_element_wise(inputs, outputs, pa.scalar("\n", pa.large_string()))
+                        if ds.spec.target == "text" else inputs)
         self.lengths = {
             "input": pc.utf8_length(inputs).to_numpy(zero_copy_only=False),
             "output": pc.utf8_length(outputs).to_numpy(zero_copy_only=False),
         }
-        self.label_column = label_column or ("label" if ds.format == "classification" else
-                                             next((c for c in ("category", "label") if c in ds.frame.columns), None))
+        self.label_column = label_column or ds.spec.label_field or next(
+            (c for c in ("category", "label") if c in ds.frame.columns), None)
         self.labels = (pd.Categorical(ds.frame[self.label_column].astype(str))
                        if self.label_column else None)
         self._findings: Findings | None = None
@@ -151,15 +138,14 @@ class Explorer:
     def _display(self, positions: np.ndarray) -> pd.DataFrame:
         ds = self.ds
         data: dict[str, list] = {"where": [ds.where(int(i)) for i in positions]}
-        if ds.format == "chat":
+        if not ds.spec.tabular:  # structured fields (a message list) show as transcript and answer
             data["conversation"] = [self._short(self._inputs[int(i)].as_py()) for i in positions]
             data["answer"] = [self._short(self._outputs[int(i)].as_py()) for i in positions]
         else:
             for f in ds.fields:
                 data[f] = [self._short(ds.frame[f].iat[int(i)]) for i in positions]
         for col in ds.metadata_columns[:4]:
-            if col != self.label_column or ds.format != "classification":
-                data[col] = [self._short(ds.frame[col].iat[int(i)]) for i in positions]
+            data[col] = [self._short(ds.frame[col].iat[int(i)]) for i in positions]
         return pd.DataFrame(data, index=pd.Index(positions, name="row"))
 
     # ------------------------------------------------------------------ summaries
@@ -195,6 +181,29 @@ class Explorer:
                 self._findings = Findings(by_kind, len([g for g in dups.groups if g.kind != "conflicting"]),
                                           len(dups.of_kind("conflicting")), pii.counts)
             return self._findings
+
+
+def distribution_plots(ex: Explorer) -> list[bytes]:
+    """The dataset's distributions as PNGs (the explore notebook and the panel's Distributions tab).
+
+    Rows per label when the data has a label column, then character lengths of the inputs and,
+    for data with answers, of the outputs.
+    """
+    images = []
+    counts = ex.label_counts()
+    if len(counts):
+        images.append(plots.to_png(plots.label_bar(counts, f"rows per {ex.label_column}")))
+    hists = {"input": ex.length_sample("input")}
+    if ex.ds.spec.target == "text":  # an answer to measure, not a label or nothing
+        hists["output"] = ex.length_sample("output")
+    images.append(plots.to_png(plots.length_histogram(hists, "length in characters", "characters")))
+    return images
+
+
+def problems_table(ds: LoadedDataset, limit: int | None = None) -> pd.DataFrame:
+    """The problems found while loading, one row each: where, kind, severity, message (the first ``limit``)."""
+    return pd.DataFrame([{"where": p.where, "kind": p.kind, "severity": p.severity, "message": p.message}
+                         for p in ds.report.problems[:limit]])
 
 
 def table_html(frame: pd.DataFrame, max_cell: int = 400) -> str:

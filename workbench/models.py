@@ -22,11 +22,14 @@ import torch
 from torch import nn
 
 from .config import LoraConfig, ModelConfig, QuantConfig
+from .devices import bnb_config, resolve_device
 from .files import atomic_write_json
+from .heads import CLASSIFIER_FILE, HEAD_FILE, PooledClassifier
+from .methods import get_method
+from .presets import resolve_path
+from .tasks import get_task
+from .tokenizer import load_tokenizer
 
-PRESETS = {"minilm"}
-CLASSIFIER_FILE = "classifier.json"
-HEAD_FILE = "head.safetensors"
 LABELS_FILE = "label_map.json"
 
 
@@ -35,115 +38,6 @@ def quiet_loading() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
-
-def resolve_device(preference: str = "auto") -> str:
-    """``cuda`` if available, else ``mps``, else ``cpu``; an explicit choice is checked."""
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if preference == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU; use device: auto or cpu.")
-    if preference == "mps" and not has_mps:
-        raise RuntimeError("device 'mps' was asked for but is not available; use device: auto or cpu.")
-    return preference
-
-
-def compute_dtype(device: str, preference: str = "auto") -> torch.dtype:
-    """bf16 where the device supports it, else fp32 (``preference`` overrides)."""
-    if preference != "auto":
-        return getattr(torch, preference)
-    if device == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
-def resolve_path(name_or_path: str) -> str:
-    """Preset names to their folders; anything else is passed to ``from_pretrained`` as given."""
-    if name_or_path == "minilm":
-        from .presets import minilm_path
-
-        return str(minilm_path())
-    return str(name_or_path)
-
-
-def is_sentence_encoder(path: str) -> bool:
-    p = Path(path)
-    return (p / "modules.json").exists() or (p / "1_Pooling" / "config.json").exists()
-
-
-def pooling_mode(path: str, preference: str = "auto") -> str | None:
-    """``mean`` or ``cls`` for a pooled head; None to use the model's own classification head."""
-    if preference != "auto":
-        return preference
-    cfg = Path(path) / "1_Pooling" / "config.json"
-    if cfg.exists():
-        pool = json.loads(cfg.read_text())
-        return "cls" if pool.get("pooling_mode_cls_token") else "mean"
-    return None
-
-
-# --------------------------------------------------------------------------- classification head
-
-
-class PooledClassifier(nn.Module):
-    """An encoder, mean (or CLS) pooling over real tokens, dropout and a linear head.
-
-    Returns ``SequenceClassifierOutput`` so Trainer treats it like any classifier.
-    """
-
-    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1,
-                 label_smoothing: float = 0.0, normalize: bool = False):
-        super().__init__()
-        self.encoder = encoder
-        self.pooling = pooling
-        self.normalize = normalize
-        self.dropout = nn.Dropout(dropout)
-        hidden = encoder.config.hidden_size
-        self.head = nn.Linear(hidden, num_labels)
-        self.num_labels = num_labels
-        self.label_smoothing = label_smoothing
-        self.config = encoder.config  # Trainer and peft read model.config
-
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-
-    def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        pooled = self.pool(out.last_hidden_state, attention_mask)
-        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
-
-    def init_head(self, weight, bias) -> None:
-        """Set the head (labels x hidden, labels), e.g. from a logistic-regression probe (LP-FT)."""
-        with torch.no_grad():
-            self.head.weight.copy_(torch.as_tensor(weight, dtype=self.head.weight.dtype))
-            self.head.bias.copy_(torch.as_tensor(bias, dtype=self.head.bias.dtype))
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
-        pooled = self.embed(input_ids, attention_mask, token_type_ids)
-        logits = self.head(self.dropout(pooled).to(self.head.weight.dtype))
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    def save_pretrained(self, out_dir: str | Path, base: str, method: str, labels: list[str]) -> None:
-        """Encoder (or its adapter), head weights and a description, as safetensors and JSON."""
-        from safetensors.torch import save_file
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(out / ("adapter" if method in ("lora", "qlora") else "encoder"))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE))
-        atomic_write_json(out / CLASSIFIER_FILE, {"base": base, "method": method, "pooling": self.pooling,
-                                                  "normalize": self.normalize, "num_labels": self.num_labels,
-                                                  "labels": labels})
 
 
 def load_classifier(path: str | Path, device: str = "cpu") -> tuple[PooledClassifier, list[str]]:
@@ -181,96 +75,32 @@ class Loaded:
     base: str
 
 
-def bnb_config(quant: QuantConfig, device: str):
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=quant.quant_type,
-        bnb_4bit_use_double_quant=quant.double_quant,
-        bnb_4bit_compute_dtype=compute_dtype(device, quant.compute_dtype),
-    )
-
-
 def load_model(cfg: ModelConfig, quant: QuantConfig = QuantConfig(), lora: LoraConfig = LoraConfig(),
                labels: list[str] | None = None, tokenizer=None, label_smoothing: float = 0.0) -> Loaded:
-    """Load the base model of ``cfg`` for its task and method, adapters attached.
+    """Load the base model of ``cfg`` for its task, prepared by its method (adapters attached).
 
     Args:
         cfg: Model, task and method.
-        quant: 4-bit settings (QLoRA only).
-        lora: Adapter settings (LoRA and QLoRA).
+        quant: 4-bit settings (methods that quantize).
+        lora: Adapter settings (adapter methods).
         labels: Class names, for sequence classification.
         tokenizer: Reuse this tokenizer instead of loading the model's.
         label_smoothing: For the pooled classification head.
     """
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    from .tokens import load_tokenizer
-
     quiet_loading()
+    task, method = get_task(cfg.task), get_method(cfg.method)
     device = resolve_device(cfg.device)
     path = resolve_path(cfg.name_or_path)
     tok = tokenizer or load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
-    common = {"trust_remote_code": cfg.trust_remote_code}
-    qlora = cfg.method == "qlora"
-    if qlora:
-        common["quantization_config"] = bnb_config(quant, device)
-        common["device_map"] = {"": device}
-        common["dtype"] = compute_dtype(device, quant.compute_dtype)
-    if cfg.task == "causal-lm":
-        model = AutoModelForCausalLM.from_pretrained(path, **common)
-        kind = "causal-lm"
+    common = {"trust_remote_code": cfg.trust_remote_code, **method.load_kwargs(quant, device)}
+    model, kind = task.load(path, labels, common, cfg, tok, label_smoothing)
+    if kind == "pooled-classifier":  # the head stays a plain, fully trained module
+        model.encoder = method.prepare(model.encoder, kind, lora, cfg.gradient_checkpointing)
     else:
-        if not labels:
-            raise ValueError("sequence classification needs the label names")
-        pool = pooling_mode(path, cfg.pooling)
-        if pool:
-            encoder = AutoModel.from_pretrained(path, **common)
-            model = PooledClassifier(encoder, len(labels), pool, label_smoothing=label_smoothing,
-                                     normalize=cfg.normalize)
-            kind = "pooled-classifier"
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                label2id={n: i for i, n in enumerate(labels)}, **common)
-            kind = "classifier"
-    if kind == "causal-lm":
-        if getattr(model.config, "pad_token_id", None) is None and tok.pad_token_id is not None:
-            model.config.pad_token_id = tok.pad_token_id
-        # Training needs no KV cache, and with one transformers skips packed-sequence detection:
-        # packed examples would attend to each other.
-        model.config.use_cache = False
-    if cfg.method in ("lora", "qlora"):
-        model = attach_lora(model, lora, kind, qlora, cfg.gradient_checkpointing)
-    elif cfg.gradient_checkpointing:
-        target = model.encoder if kind == "pooled-classifier" else model
-        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if not qlora:
+        model = method.prepare(model, kind, lora, cfg.gradient_checkpointing)
+    if not method.quantized:  # a quantized base was placed on its device as it loaded
         model = model.to(device)
     return Loaded(model, tok, device, kind, cfg.name_or_path)
-
-
-def attach_lora(model: nn.Module, lora: LoraConfig, kind: str, quantized: bool = False,
-                gradient_checkpointing: bool = False) -> nn.Module:
-    """Add LoRA adapters; for a 4-bit base, prepare it for k-bit training first."""
-    from peft import LoraConfig as PeftLora
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
-    inner = model.encoder if kind == "pooled-classifier" else model
-    if quantized:
-        inner = prepare_model_for_kbit_training(inner, use_gradient_checkpointing=gradient_checkpointing)
-    elif gradient_checkpointing:
-        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    task_type = {"causal-lm": "CAUSAL_LM", "classifier": "SEQ_CLS", "pooled-classifier": "FEATURE_EXTRACTION"}[kind]
-    target = lora.target_modules
-    peft_cfg = PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target,
-                        modules_to_save=list(lora.modules_to_save) or None, task_type=task_type)
-    wrapped = get_peft_model(inner, peft_cfg)
-    if kind == "pooled-classifier":
-        model.encoder = wrapped  # the head stays a plain, fully trained module
-        return model
-    return wrapped
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
@@ -289,7 +119,7 @@ def save_trained(loaded: Loaded, out_dir: str | Path, method: str, labels: list[
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if loaded.kind == "pooled-classifier":
+    if isinstance(loaded.model, PooledClassifier):
         loaded.model.save_pretrained(tmp, loaded.base, method, labels or [])
     else:
         loaded.model.save_pretrained(tmp)  # a PeftModel writes the adapter only
@@ -347,8 +177,6 @@ def load_causal_lm(path: str | Path, device: str = "cpu", quant: QuantConfig | N
     """A trained causal LM for generation: a merged/full folder, or an adapter on its recorded base."""
     quiet_loading()
     from transformers import AutoModelForCausalLM
-
-    from .tokens import load_tokenizer
 
     path = Path(path)
     tok = load_tokenizer(path)

@@ -43,14 +43,7 @@ def length_histogram(series: dict[str, np.ndarray], title: str, xlabel: str, lim
     edges = np.linspace(0, max(top, (limit or 0) * 1.05, 1.0), bins + 1)
     for name, values in series.items():
         ax.hist(values, bins=edges, alpha=0.55, label=name)
-    if limit:
-        ax.axvline(limit, color="#c00", linestyle="--", linewidth=1, label=f"max_length {limit}")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylabel("examples", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _length_axes(fig, ax, title, xlabel, limit)
 
 
 def stairs_histogram(hists: dict[str, tuple], title: str, xlabel: str, limit: int | None = None):
@@ -59,6 +52,11 @@ def stairs_histogram(hists: dict[str, tuple], title: str, xlabel: str, limit: in
     for name, (edges, counts) in hists.items():
         if len(edges) > 1:
             ax.stairs(counts, edges, label=name, linewidth=1.5)
+    return _length_axes(fig, ax, title, xlabel, limit)
+
+
+def _length_axes(fig, ax, title: str, xlabel: str, limit: int | None):
+    """The dashed ``max_length`` line, titles and legend of a length histogram."""
     if limit:
         ax.axvline(limit, color="#c00", linestyle="--", linewidth=1, label=f"max_length {limit}")
     ax.set_title(title, fontsize=10)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from .tokenizer import load_tokenizer, train_tokenizer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,8 +28,6 @@ def kb_texts(folder: str | Path = ROOT / "datasets" / "it_support" / "kb") -> li
 @lru_cache(maxsize=4)
 def kb_tokenizer(vocab_size: int = 2000):
     """A byte-level BPE trained on the it_support knowledge base (about a second, deterministic)."""
-    from .tokens import train_tokenizer
-
     return train_tokenizer(kb_texts(), vocab_size=vocab_size)
 
 
@@ -39,8 +39,6 @@ BUILTIN_TOKENIZERS = {
 
 
 def _load(path):
-    from .tokens import load_tokenizer
-
     return load_tokenizer(path)
 
 
@@ -49,6 +47,21 @@ def resolve_tokenizer(name: str):
     if name in BUILTIN_TOKENIZERS:
         return BUILTIN_TOKENIZERS[name]()
     return _load(name)
+
+
+def counting_tokenizer(name: str):
+    """What ``ingest_documents(tokenizer=...)`` takes for a tokenizer setting: None for
+    ``whitespace`` (word counts) or a folder (read there), else the preset or hub tokenizer."""
+    if name.strip().lower() == "whitespace" or Path(name).expanduser().is_dir():
+        return None
+    return resolve_tokenizer(name)
+
+
+def resolve_path(name_or_path: str) -> str:
+    """Preset model names to their folders (``minilm``); anything else is passed to ``from_pretrained`` as given."""
+    if name_or_path == "minilm":
+        return str(minilm_path())
+    return str(name_or_path)
 
 
 def tiny_llama(vocab_size: int, **overrides):
@@ -66,6 +79,17 @@ def small_llama(vocab_size: int, **overrides):
     """The offline demo's base: a Llama pretrained from scratch on the knowledge base (about 3M parameters)."""
     return tiny_llama(vocab_size, **{"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 4,
                                      "num_attention_heads": 6, "num_key_value_heads": 2, **overrides})
+
+
+#: Llama sizes a base can be pretrained at from scratch (``PretrainConfig.preset``).
+SCRATCH_PRESETS = {"tiny": tiny_llama, "small": small_llama}
+
+
+def llama_preset(name: str, vocab_size: int, **overrides):
+    """The config of scratch preset ``name`` (``tiny`` or ``small``) for a vocabulary of ``vocab_size``."""
+    if name not in SCRATCH_PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(SCRATCH_PRESETS)}, not {name!r}")
+    return SCRATCH_PRESETS[name](vocab_size, **overrides)
 
 
 def llama_shape(size: str, vocab_size: int = 128256, **overrides):

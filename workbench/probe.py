@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data.load import LoadedDataset
+from .data.dataset import LoadedDataset
+from .presets import resolve_path
+from .tokenizer import load_tokenizer
 
 
 def embed(texts: list[str], encoder="minilm", batch_size: int = 128, max_length: int = 64, device: str = "cpu",
@@ -27,9 +29,6 @@ def embed(texts: list[str], encoder="minilm", batch_size: int = 128, max_length:
     """
     import torch
     from transformers import AutoModel
-
-    from .models import resolve_path
-    from .tokens import load_tokenizer
 
     if isinstance(encoder, str):
         path = resolve_path(encoder)
@@ -86,7 +85,7 @@ def fit_probe(train: LoadedDataset, encoder: str = "minilm", C: float = 10.0, ma
     """Fit a multinomial logistic regression on the frozen, normalised embeddings of ``train``."""
     from sklearn.linear_model import LogisticRegression
 
-    if train.format != "classification":
+    if not train.spec.has_label:
         raise ValueError(f"a probe needs text+label data; {train.source} is {train.format}")
     start = time.perf_counter()
     labels = sorted({str(x) for x in train.frame["label"]})

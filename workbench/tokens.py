@@ -1,20 +1,10 @@
-"""Tokenization: how examples are formatted, which tokens the loss is computed on, and what it costs.
+"""Token statistics: lengths, truncation, masking checks, packing and the cost of a run.
 
-Formatting. Every generative format becomes a list of chat messages (prompt/completion is
-one user and one assistant turn; instruction + input is the user turn; a corpus row is
-plain text). With ``template="auto"`` the tokenizer's chat template renders them when it
-has one; otherwise the documented fallback template does::
-
-    ### System:\\n{content}\\n\\n            (only when there is a system message)
-    ### User:\\n{content}\\n\\n
-    ### Assistant:\\n{content}{eos}\\n\\n
-
-The loss is computed on assistant content and its EOS (all tokens with
-``train_on_inputs``). Masks are derived from character spans and the tokenizer's offsets
-on the *whole* formatted text, so a token that merges across the prompt/answer boundary is
-handled, and the check ``boundary_mismatch`` reports where tokenizing the prompt alone
-would disagree with the tokenization in context (a known cause of silently fully-masked
-examples in code that masks by prompt length).
+How a row becomes training text and which tokens the loss is on is ``workbench.templates``;
+loading and training tokenizers is ``workbench.tokenizer``. Statistics use the same
+formatting training uses, and the check ``boundary_mismatch`` reports where tokenizing the
+prompt alone would disagree with the tokenization in context (a known cause of silently
+fully-masked examples in code that masks by prompt length).
 
 Statistics go through ``datasets.map`` with batched fast tokenizers and are cached in
 memory by (data fingerprint, tokenizer fingerprint, settings).
@@ -27,239 +17,15 @@ import html
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from . import plots
 from .config import TokenConfig
-from .data.load import LoadedDataset
-
-GENERATIVE = ("prompt_completion", "instruction", "chat", "corpus")
-FALLBACK_ROLES = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
-
-
-# --------------------------------------------------------------------------- tokenizers
-
-
-def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, **kwargs):
-    """A fast tokenizer from a local folder or a hub id (``trust_remote_code`` off unless asked for)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **kwargs)
-    if not getattr(tok, "is_fast", False):
-        raise ValueError(f"{name_or_path}: a fast tokenizer is needed (offsets are used for loss masks).")
-    if tok.pad_token is None and tok.eos_token is not None:
-        tok.pad_token = tok.eos_token  # decoder-only models often ship without one
-    return tok
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 2,
-                    chat_template: str | None = None):
-    """Train a byte-level BPE tokenizer on ``texts`` (for models pretrained from scratch and for tests).
-
-    The result has ``<|bos|>`` (added in front by the post-processor), ``<|eos|>``, ``<|pad|>``
-    and no unknown token (byte-level BPE can spell anything).
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|pad|>", "<|bos|>", "<|eos|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer)
-    bos = tok.token_to_id("<|bos|>")
-    tok.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", bos)]),
-    ])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
-                                   pad_token="<|pad|>")
-    if chat_template:
-        fast.chat_template = chat_template
-    return fast
-
-
-def tokenizer_name(tokenizer) -> str:
-    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
-
-
-_TOK_PRINTS: dict[int, str] = {}
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """A hash of the tokenizer's vocabulary, rules and template."""
-    key = id(tokenizer)
-    if key not in _TOK_PRINTS:
-        h = hashlib.sha1(tokenizer.backend_tokenizer.to_str().encode())
-        h.update(str(getattr(tokenizer, "chat_template", "")).encode())
-        _TOK_PRINTS[key] = h.hexdigest()[:16]
-    return _TOK_PRINTS[key]
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def to_messages(row: dict, fmt: str) -> list[dict]:
-    """A canonical row of a generative format as chat messages."""
-    if fmt == "chat":
-        return list(row["messages"])
-    if fmt == "prompt_completion":
-        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
-    if fmt == "instruction":
-        user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
-        return [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
-    raise ValueError(f"{fmt} rows are not conversations")
-
-
-def uses_chat_template(tokenizer, cfg: TokenConfig) -> bool:
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if cfg.template == "chat" and not has:
-        raise ValueError(f"template='chat' but {tokenizer_name(tokenizer)} has no chat template; use 'auto'.")
-    return has and cfg.template != "fallback"
-
-
-@dataclass(frozen=True)
-class FormattedExample:
-    """The training text of one row and the character spans the loss is computed on."""
-
-    text: str
-    trained: tuple[tuple[int, int], ...]
-    add_special_tokens: bool
-    prompt_end: int
-    """Character offset where the first trained span starts (end of the first prompt)."""
-
-
-def _fallback(messages: list[dict], eos: str, generation_prompt: bool = False) -> tuple[str, list[tuple[int, int]]]:
-    parts, spans, pos = [], [], 0
-    for m in messages:
-        head = f"### {FALLBACK_ROLES[m['role']]}:\n"
-        body = m["content"] + (eos if m["role"] == "assistant" else "")
-        parts.append(head)
-        pos += len(head)
-        if m["role"] == "assistant":
-            spans.append((pos, pos + len(body)))
-        parts.append(body + "\n\n")
-        pos += len(body) + 2
-    if generation_prompt:
-        parts.append("### Assistant:\n")
-    return "".join(parts), spans
-
-
-def _templated(messages: list[dict], tokenizer) -> tuple[str, list[tuple[int, int]]]:
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else ""
-        upto = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if full.startswith(upto) and upto.startswith(before):
-            start = len(before)
-            # The turn ends where the content ends plus the template's end-of-turn marker.
-            spans.append((start, len(upto.rstrip("\n"))))
-        else:  # template is not prefix-stable: find the content itself
-            start = full.find(m["content"], spans[-1][1] if spans else 0)
-            if start >= 0:
-                spans.append((start, start + len(m["content"])))
-    return full, spans
-
-
-def format_example(row: dict, fmt: str, tokenizer, cfg: TokenConfig = TokenConfig()) -> FormattedExample:
-    """The training text of a canonical ``row`` and its trained character spans."""
-    eos = tokenizer.eos_token or ""
-    if fmt == "corpus":
-        text = row["text"] + eos
-        return FormattedExample(text, ((0, len(text)),), True, 0)
-    if fmt == "classification":
-        return FormattedExample(row["text"], (), True, len(row["text"]))
-    messages = to_messages(row, fmt)
-    if uses_chat_template(tokenizer, cfg):
-        text, spans = _templated(messages, tokenizer)
-        special = False
-    else:
-        text, spans = _fallback(messages, eos)
-        special = True
-    prompt_end = spans[0][0] if spans else len(text)
-    if cfg.train_on_inputs:
-        spans = [(0, len(text))]
-    return FormattedExample(text, tuple(spans), special, prompt_end)
-
-
-class TextOnly:
-    """Stands in for a tokenizer when only the formatted text is wanted (no chat template)."""
-
-    eos_token = "<eos>"
-    chat_template = None
-
-
-def example_html(example: FormattedExample) -> str:
-    """The formatted text with the trained character spans highlighted (no tokenizer needed)."""
-    parts, pos = ['<div class="wb-example" style="font-family:monospace;white-space:pre-wrap">'], 0
-    for s, e in example.trained:
-        parts.append(f'<span style="color:#555">{html.escape(example.text[pos:s])}</span>')
-        parts.append(f'<span class="wb-trained" style="background:#c8f7c5">{html.escape(example.text[s:e])}</span>')
-        pos = e
-    parts.append(f'<span style="color:#555">{html.escape(example.text[pos:])}</span></div>')
-    return "".join(parts)
-
-
-def generation_prompt(messages: list[dict], tokenizer, cfg: TokenConfig = TokenConfig()) -> str:
-    """The text to feed a model so that it writes the next assistant turn."""
-    if uses_chat_template(tokenizer, cfg):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return _fallback(messages, tokenizer.eos_token or "", generation_prompt=True)[0]
-
-
-# --------------------------------------------------------------------------- tokenizing
-
-
-def _trained_mask(offsets, spans) -> np.ndarray:
-    """True for tokens whose character range overlaps a trained span (empty ranges never do)."""
-    if not spans or not len(offsets):
-        return np.zeros(len(offsets), dtype=bool)
-    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    starts, ends = off[:, 0], off[:, 1]
-    mask = np.zeros(len(off), dtype=bool)
-    for s, e in spans:
-        mask |= (starts < e) & (ends > s) & (ends > starts)
-    return mask
-
-
-@dataclass(frozen=True)
-class TokenizedExample:
-    """Token ids and labels (-100 where the loss is not computed) of one formatted example."""
-
-    input_ids: list[int]
-    labels: list[int]
-    offsets: list[tuple[int, int]]
-    text: str
-    length: int
-    """Length before truncation."""
-
-    @property
-    def truncated(self) -> bool:
-        return self.length > len(self.input_ids)
-
-    @property
-    def trained_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != -100)
-
-
-def tokenize_example(example: FormattedExample, tokenizer, max_length: int | None = None) -> TokenizedExample:
-    """Tokenize a formatted example in one pass; labels follow the trained spans."""
-    enc = tokenizer(example.text, add_special_tokens=example.add_special_tokens, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-    mask = _trained_mask(offsets, example.trained)
-    labels = [i if m else -100 for i, m in zip(ids, mask)]
-    n = len(ids)
-    if max_length is not None and n > max_length:
-        ids, labels, offsets = ids[:max_length], labels[:max_length], offsets[:max_length]
-    return TokenizedExample(ids, labels, offsets, example.text, n)
+from .data.dataset import LoadedDataset
+from .templates import trained_mask, format_example, tokenize_example, uses_chat_template
+from .tokenizer import tokenizer_fingerprint, tokenizer_name
 
 
 # --------------------------------------------------------------------------- statistics
@@ -414,7 +180,7 @@ def sample_rows(n: int, cfg: TokenConfig) -> np.ndarray:
 
 
 def _text_fields(ds: LoadedDataset) -> list[str]:
-    return [f for f in ds.fields if f not in ("label", "messages")]
+    return list(ds.spec.text_fields)
 
 
 _CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
@@ -432,7 +198,7 @@ def _measure(ds: LoadedDataset, rows: np.ndarray, tokenizer, cfg: TokenConfig) -
 
     sub = ds.frame.iloc[rows]
     records = sub[list(ds.fields)].to_dict("records")
-    formatted = [format_example(r, ds.format, tokenizer, cfg) for r in records]
+    formatted = [format_example(r, ds.spec, tokenizer, cfg) for r in records]
     columns = {f"f_{f}": [str(v) for v in sub[f].tolist()] for f in _text_fields(ds)}
     columns["example"] = [fe.text for fe in formatted]
     columns["prompt"] = [fe.text[:fe.prompt_end] for fe in formatted]
@@ -442,7 +208,7 @@ def _measure(ds: LoadedDataset, rows: np.ndarray, tokenizer, cfg: TokenConfig) -
     eos_id = tokenizer.eos_token_id
     unk_id = tokenizer.unk_token_id
     max_length = cfg.max_length
-    generative = ds.format in GENERATIVE
+    generative = ds.spec.generative
 
     def batch_fn(batch):
         out = {}
@@ -454,7 +220,7 @@ def _measure(ds: LoadedDataset, rows: np.ndarray, tokenizer, cfg: TokenConfig) -
         prompt_ids = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"] if generative else None
         for i, (ids, offs) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
             spans = list(zip(batch["span_start"][i], batch["span_end"][i]))
-            mask = _trained_mask(offs, spans)[:max_length]
+            mask = trained_mask(offs, spans)[:max_length]
             kept = np.asarray(ids[:max_length])
             ex_len.append(len(ids))
             trained.append(int(mask.sum()))
@@ -519,7 +285,7 @@ def length_stats(ds: LoadedDataset, tokenizer, cfg: TokenConfig = TokenConfig())
     trained = np.asarray(m["trained"])
     pos = rows
     truncated = tuple(int(pos[i]) for i in np.flatnonzero(ex_len > cfg.max_length))
-    generative = ds.format in GENERATIVE
+    generative = ds.spec.generative
     fully = tuple(int(pos[i]) for i in np.flatnonzero(trained == 0)) if generative else ()
     trunc_set = set(truncated)
     missing_eos = tuple(int(pos[i]) for i, ok in enumerate(m["eos_ok"]) if not ok and int(pos[i]) not in trunc_set
@@ -532,7 +298,7 @@ def length_stats(ds: LoadedDataset, tokenizer, cfg: TokenConfig = TokenConfig())
     steps_padded = math.ceil(len(ds) / per_step)
     steps_packed = math.ceil(pack.packed_sequences * scale / per_step)
     n = max(1, len(rows))
-    template = "n/a" if not generative or ds.format == "corpus" else (
+    template = "n/a" if not ds.spec.conversational else (
         "chat template" if uses_chat_template(tokenizer, cfg) else "fallback")
     warnings = []
     if len(truncated) / n > cfg.truncation_warn:
@@ -567,6 +333,41 @@ def compare_tokenizers(ds: LoadedDataset, tokenizers: dict[str, object], cfg: To
         s["vocab_size"] = len(tok)
         rows.append(s)
     return pd.DataFrame(rows).set_index("tokenizer")
+
+
+@dataclass(frozen=True)
+class TokenReport:
+    """Several tokenizers measured on the same rows and settings (the tokenization notebook and ``TokenPanel``)."""
+
+    table: pd.DataFrame
+    """One row of headline statistics per tokenizer (``compare_tokenizers``)."""
+    stats: dict[str, LengthStats]
+    """Each tokenizer's full statistics (``length_stats``), in the order given."""
+    histogram: bytes
+    """PNG: tokens per formatted example, one line per tokenizer, ``max_length`` marked."""
+
+    @property
+    def warnings(self) -> list[tuple[str, str]]:
+        """(tokenizer, warning) for every warning of every tokenizer."""
+        return [(name, w) for name, s in self.stats.items() for w in s.warnings]
+
+
+def token_report(ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig()) -> TokenReport:
+    """Compare ``tokenizers`` on ``ds``: the side-by-side table, each one's statistics and warnings, the histogram.
+
+    Args:
+        ds: The dataset.
+        tokenizers: Name to a loaded tokenizer.
+        cfg: Lengths, batch, template and sample settings.
+
+    Returns:
+        A ``TokenReport``.
+    """
+    table = compare_tokenizers(ds, tokenizers, cfg)
+    stats = {name: length_stats(ds, tok, cfg) for name, tok in tokenizers.items()}
+    hists = {name: (s.fields["example"].bin_edges, s.fields["example"].bin_counts) for name, s in stats.items()}
+    png = plots.to_png(plots.stairs_histogram(hists, "tokens per formatted example", "tokens", cfg.max_length))
+    return TokenReport(table, stats, png)
 
 
 # --------------------------------------------------------------------------- loss-mask view
@@ -605,7 +406,7 @@ class MaskView:
 def loss_mask_view(ds: LoadedDataset, row: int, tokenizer, cfg: TokenConfig = TokenConfig()) -> MaskView:
     """The formatted example of ``row`` token by token, with whether the loss is computed on each."""
     record = ds.frame[list(ds.fields)].iloc[row].to_dict()
-    tok = tokenize_example(format_example(record, ds.format, tokenizer, cfg), tokenizer, cfg.max_length)
+    tok = tokenize_example(format_example(record, ds.spec, tokenizer, cfg), tokenizer, cfg.max_length)
     special = set(getattr(tokenizer, "all_special_ids", []))
     out = []
     for i, (tid, label, (s, e)) in enumerate(zip(tok.input_ids, tok.labels, tok.offsets)):

@@ -28,20 +28,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
+from . import plots, presets
 from .config import LoraConfig, ModelConfig, QuantConfig, TokenConfig, TrainConfig, dump_yaml
-from .data.load import LoadedDataset
-from .files import atomic_write_json, atomic_write_text
+from .data.dataset import LoadedDataset
+from .errors import TrainingError
+from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .methods import get_method
+from .models import load_model, save_trained, trainable_parameters
+from .probe import embed, fit_probe
+from .tasks import get_task, pack, prepare_sft  # noqa: F401 - pack and prepare_sft are part of this module's API
+from .tokenizer import train_tokenizer
+from .tokens import length_stats
 
 COMPLETE = "COMPLETE"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message says why and what to change."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"TrainingError: {self}"]
 
 
 @dataclass(frozen=True)
@@ -85,37 +85,8 @@ def discard_incomplete(ckpt_dir: Path) -> list[str]:
 # --------------------------------------------------------------------------- data preparation
 
 
-def label_names(train: LoadedDataset, *others: LoadedDataset | None) -> list[str]:
-    """Sorted class names of the training split; other splits may not bring new ones."""
-    names = sorted({str(x) for x in train.frame["label"]})
-    known = set(names)
-    for ds in others:
-        if ds is None:
-            continue
-        new = sorted({str(x) for x in ds.frame["label"]} - known)
-        if new:
-            raise TrainingError(f"{ds.source} has labels the training split lacks: {', '.join(new[:5])}. "
-                                "Every class needs training examples; re-split with stratification.")
-    return names
-
-
-def prepare_classification(ds: LoadedDataset, tokenizer, labels: list[str], max_length: int):
-    """Tokenized ``datasets.Dataset`` with input_ids, attention_mask, labels and length."""
-    import datasets
-
-    index = {n: i for i, n in enumerate(labels)}
-    texts = ds.frame["text"].tolist()
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    cols = {k: enc[k] for k in enc.keys()}
-    cols["labels"] = [index[str(x)] for x in ds.frame["label"]]
-    cols["length"] = [len(x) for x in enc["input_ids"]]
-    return datasets.Dataset.from_dict(cols)
-
-
 def check_masking(ds: LoadedDataset, tokenizer, cfg: TrainConfig) -> list[str]:
     """Run the token module's checks; stop when an example has no trained token. Returns warnings."""
-    from .tokens import length_stats
-
     stats = length_stats(ds, tokenizer, TokenConfig(max_length=cfg.max_length, train_on_inputs=cfg.train_on_inputs,
                                                     batch_size=cfg.batch_size, sample=None))
     if stats.fully_masked_rows:
@@ -125,93 +96,6 @@ def check_masking(ds: LoadedDataset, tokenizer, cfg: TrainConfig) -> list[str]:
             f"{len(rows)} examples would train on nothing: every label is masked within max_length={cfg.max_length} "
             f"({where}{' ...' if len(rows) > 5 else ''}). Raise max_length, shorten those prompts, or drop them.")
     return list(stats.warnings)
-
-
-def prepare_sft(ds: LoadedDataset, tokenizer, cfg: TrainConfig):
-    """Tokenized SFT or corpus examples (input_ids, labels, length), packed when ``cfg.packing``."""
-    import datasets
-
-    from .tokens import format_example, tokenize_example
-
-    token_cfg = TokenConfig(max_length=cfg.max_length, train_on_inputs=cfg.train_on_inputs)
-    records = ds.frame[list(ds.fields)].to_dict("records")
-    ids, labels = [], []
-    for rec in records:
-        if ds.format == "corpus":
-            # Documents are cut into max_length pieces, not truncated: pretraining sees all of the text.
-            ex = tokenize_example(format_example(rec, ds.format, tokenizer, token_cfg), tokenizer, None)
-            for i in range(0, len(ex.input_ids), cfg.max_length):
-                piece = ex.input_ids[i:i + cfg.max_length]
-                if len(piece) > 1:
-                    ids.append(piece)
-                    labels.append(list(piece))
-            continue
-        ex = tokenize_example(format_example(rec, ds.format, tokenizer, token_cfg), tokenizer, cfg.max_length)
-        ids.append(ex.input_ids)
-        labels.append(ex.labels)
-    if cfg.packing:
-        return datasets.Dataset.from_dict(pack(ids, labels, cfg.max_length))
-    return datasets.Dataset.from_dict({"input_ids": ids, "labels": labels, "length": [len(x) for x in ids]})
-
-
-def pack(ids: list[list[int]], labels: list[list[int]], max_length: int) -> dict[str, list]:
-    """Greedy first-fit packing into rows of at most ``max_length`` tokens.
-
-    Position ids restart at 0 for every example; with no attention mask, transformers turns
-    that into a block-diagonal causal mask, so packed examples never attend to each other.
-    The first label of each example is masked: it would otherwise be predicted from the
-    previous example's last token.
-    """
-    rows: list[dict] = []
-    space: list[int] = []
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    for i in order:
-        n = len(ids[i])
-        slot = next((r for r, free in enumerate(space) if free >= n), None)
-        if slot is None:
-            rows.append({"input_ids": [], "labels": [], "position_ids": []})
-            space.append(max_length)
-            slot = len(rows) - 1
-        row = rows[slot]
-        row["input_ids"] += ids[i]
-        row["labels"] += [-100] + labels[i][1:]
-        row["position_ids"] += list(range(n))
-        space[slot] -= n
-    for row in rows:
-        row["length"] = len(row["input_ids"])
-    return {k: [r[k] for r in rows] for k in ("input_ids", "labels", "position_ids", "length")}
-
-
-class SFTCollator:
-    """Pads input_ids/labels (and position_ids for packed rows) to the longest row of the batch."""
-
-    def __init__(self, pad_id: int, packed: bool):
-        self.pad_id, self.packed = pad_id, packed
-
-    def __call__(self, features: list[dict]) -> dict:
-        import torch
-
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(features), width), -100, dtype=torch.long)
-        batch = {"input_ids": ids, "labels": labels}
-        if self.packed:
-            pos = torch.zeros((len(features), width), dtype=torch.long)
-            for i, f in enumerate(features):
-                n = len(f["input_ids"])
-                pos[i, :n] = torch.tensor(f["position_ids"])
-                pos[i, n:] = torch.arange(width - n)  # padding: its own block, never attended from real tokens
-            batch["position_ids"] = pos
-        else:
-            mask = torch.zeros((len(features), width), dtype=torch.long)
-            batch["attention_mask"] = mask
-        for i, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[i, :n] = torch.tensor(f["input_ids"])
-            labels[i, :n] = torch.tensor(f["labels"])
-            if not self.packed:
-                mask[i, :n] = 1
-        return batch
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -281,19 +165,6 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
     return Workbench()
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-def classification_metrics(eval_pred) -> dict:
-    from .metrics import accuracy, macro_f1
-
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    pred = np.asarray(logits).argmax(-1)
-    return {"accuracy": accuracy(labels, pred), "macro_f1": macro_f1(labels, pred)}
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -303,8 +174,6 @@ def init_head_from_probe(loaded, train: LoadedDataset, cfg: TrainConfig) -> None
     Fine-tuning then begins near the probe's accuracy, and the first gradients do not
     distort the pretrained features through a random head.
     """
-    from .probe import embed, fit_probe
-
     model = loaded.model
     if loaded.kind != "pooled-classifier":
         raise TrainingError("head_init: probe needs a pooled classification head (a sentence-transformers encoder).")
@@ -381,19 +250,16 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
          init_head) -> TrainResult:
     import torch
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
 
-    from .models import load_model, save_trained, trainable_parameters
-
+    task, method = get_task(model_cfg.task), get_method(model_cfg.method)
+    train_cfg = replace(train_cfg, **task.train_overrides)
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     set_seed(train_cfg.seed)
-    classification = model_cfg.task == "sequence-classification"
-    if classification and train.format != "classification":
-        raise TrainingError(f"sequence classification needs text+label data; {train.source} is {train.format}.")
-    if not classification and train.format == "classification":
-        raise TrainingError(f"{train.source} is classification data: use task sequence-classification, or "
-                            "reformat it as prompt/completion for a causal LM.")
-    labels = label_names(train, eval) if classification else None
+    if (problem := task.data_problem(train)):
+        raise TrainingError(problem)
+    labels = task.labels(train, eval)
     write_status(run_dir, "running")
     atomic_write_text(run_dir / "config.yaml", "".join(
         f"{name}:\n" + "".join(f"  {line}\n" for line in dump_yaml(obj).splitlines())
@@ -403,21 +269,13 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
 
     loaded = load_model(model_cfg, quant_cfg, lora_cfg, labels, tokenizer, train_cfg.label_smoothing)
     tok = loaded.tokenizer
-    warnings: list[str] = []
-    if classification:
-        train_ds = prepare_classification(train, tok, labels, train_cfg.max_length)
-        eval_ds = prepare_classification(eval, tok, labels, train_cfg.max_length) if eval is not None else None
-        from transformers import DataCollatorWithPadding
-
-        collator = DataCollatorWithPadding(tok)
-    else:
-        warnings = check_masking(train, tok, train_cfg)
-        train_ds = prepare_sft(train, tok, train_cfg)
-        eval_ds = prepare_sft(eval, tok, replace(train_cfg, packing=False)) if eval is not None else None
-        collator = SFTCollator(tok.pad_token_id if tok.pad_token_id is not None else 0, train_cfg.packing)
+    warnings = check_masking(train, tok, train_cfg) if task.masks_labels else []
+    train_ds = task.batches(train, tok, train_cfg, labels)
+    eval_ds = task.batches(eval, tok, train_cfg, labels, evaluation=True) if eval is not None else None
+    collator = task.collator(tok, train_cfg)
     if init_head is not None:
         init_head(loaded.model, train)
-    elif classification and train_cfg.head_init == "probe":
+    elif labels and train_cfg.head_init == "probe":
         init_head_from_probe(loaded, train, train_cfg)
 
     discarded = discard_incomplete(ckpt_dir)
@@ -451,15 +309,14 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             save_steps=train_cfg.save_steps or 500,
             save_total_limit=train_cfg.save_total_limit,
             load_best_model_at_end=bool(train_cfg.early_stopping_patience and has_eval),
-            metric_for_best_model=("accuracy" if classification else "loss") if has_eval else None,
-            greater_is_better=classification if has_eval else None,
+            metric_for_best_model=task.best_metric if has_eval else None,
+            greater_is_better=task.greater_is_better if has_eval else None,
             seed=train_cfg.seed,
             data_seed=train_cfg.seed,
             report_to="none",
             disable_tqdm=True,
             use_cpu=loaded.device == "cpu",
-            bf16=loaded.device == "cuda" and torch.cuda.is_bf16_supported() and model_cfg.method != "qlora",
-            optim="paged_adamw_8bit" if (model_cfg.method == "qlora" and loaded.device == "cuda") else "adamw_torch",
+            **method.training_args(loaded.device),
             train_sampling_strategy="group_by_length" if (train_cfg.group_by_length and not train_cfg.packing)
             else "random",
             include_num_input_tokens_seen=True,
@@ -473,10 +330,8 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
         optimizer = _optimizer(loaded.model, train_cfg, loaded.kind)
         trainer = Trainer(model=loaded.model, args=args, data_collator=collator, train_dataset=train_ds,
                           eval_dataset=eval_ds, processing_class=tok, callbacks=callbacks,
-                          compute_metrics=classification_metrics if classification else None,
+                          compute_metrics=task.compute_metrics,
                           optimizers=(optimizer, None))
-        from transformers.trainer_callback import PrinterCallback
-
         trainer.remove_callback(PrinterCallback)  # our log goes to train_log.jsonl and on_log
         try:
             out = trainer.train(resume_from_checkpoint=resume_from)
@@ -502,8 +357,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
                "epoch": state.epoch, "train_seconds": round(out.metrics.get("train_runtime", 0.0), 1), **info}
     if eval_ds is not None and not stopped:
         metrics.update({k: v for k, v in trainer.evaluate().items()})
-        if not classification and "eval_loss" in metrics:
-            metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50))
+        metrics.update(task.final_metrics(metrics))
     model_dir = save_trained(loaded, run_dir / "model", model_cfg.method, labels)
     atomic_write_json(run_dir / "metrics.json", metrics)
     status = "stopped" if stopped else "succeeded"
@@ -517,27 +371,26 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
 
 def pretrain(corpus: LoadedDataset, out_dir: str | Path, train_cfg: TrainConfig, vocab_size: int = 2000,
              preset: str = "small", stop: threading.Event | None = None,
-             on_log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Pretrain a small Llama from scratch on a text corpus.
+             on_log: Callable[[dict], None] | None = None, base: str | None = None) -> TrainResult:
+    """Pretrain a causal LM on a text corpus (the ``pretraining`` task): from scratch, or continued.
 
-    Trains a byte-level BPE tokenizer on the corpus, builds the preset model with random
-    weights into ``out_dir/base``, and trains it as a causal LM on packed text. The
-    trained model in ``out_dir/model`` is a base for fine-tuning.
+    From scratch (``base`` None): trains a byte-level BPE tokenizer on the corpus, builds the
+    preset model with random weights into ``out_dir/base``. Continued: starts from ``base`` (a
+    folder, hub id or preset). Either way the model trains on packed text, every token, and
+    ``out_dir/model`` is a base for fine-tuning.
     """
-    from . import presets
-    from .tokens import train_tokenizer
-
-    if corpus.format != "corpus":
-        raise TrainingError(f"pretraining needs a text corpus; {corpus.source} is {corpus.format}.")
+    if (problem := get_task("pretraining").data_problem(corpus)):
+        raise TrainingError(problem)
     out = Path(out_dir)
-    base = out / "base"
-    if not (base / "config.json").exists():
-        tok = train_tokenizer(corpus.frame["text"].tolist(), vocab_size=vocab_size)
-        build = {"tiny": presets.tiny_llama, "small": presets.small_llama}[preset]
-        presets.save_base_model(build(len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                      pad_token_id=tok.pad_token_id), tok, base, seed=train_cfg.seed)
-    cfg = replace(train_cfg, output_dir=str(out), packing=True, train_on_inputs=True)
-    return run_training(corpus, None, ModelConfig(name_or_path=str(base), task="causal-lm", method="full"), cfg,
+    if base is None:
+        base = str(out / "base")
+        if not (Path(base) / "config.json").exists():
+            tok = train_tokenizer(corpus.frame["text"].tolist(), vocab_size=vocab_size)
+            presets.save_base_model(presets.llama_preset(preset, len(tok), bos_token_id=tok.bos_token_id,
+                                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+                                    tok, base, seed=train_cfg.seed)
+    cfg = replace(train_cfg, output_dir=str(out))
+    return run_training(corpus, None, ModelConfig(name_or_path=base, task="pretraining", method="full"), cfg,
                         stop=stop, on_log=on_log)
 
 
@@ -549,10 +402,36 @@ def load_log(run_dir: str | Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
+def headline_metrics(metrics: dict, extra: tuple[str, ...] = (), numbers: bool = False) -> dict:
+    """The figures a finished training run is summed up by: its evaluation metrics and training loss.
+
+    Args:
+        metrics: A run's metrics (``TrainResult.metrics``).
+        extra: More keys to keep (``trainable_params``, ``device``...).
+        numbers: Keep numbers only (for ``{value:.4g}`` formatting).
+
+    Returns:
+        The kept entries, in their original order.
+    """
+    return {k: v for k, v in metrics.items() if (k.startswith("eval_") or k == "train_loss" or k in extra)
+            and (not numbers or isinstance(v, (int, float)))}
+
+
+def write_training_curves(run_dir: str | Path) -> bytes:
+    """Draw a run's loss and evaluation curves from its training log into ``training_curves.png``.
+
+    Returns:
+        The PNG bytes (also written to ``run_dir/training_curves.png``).
+    """
+    png = plots.to_png(plots.training_curves(load_log(run_dir)))
+    atomic_write_bytes(Path(run_dir) / "training_curves.png", png)
+    return png
+
+
 def read_status(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "status.json"
     return json.loads(path.read_text()) if path.exists() else {"status": "unknown"}
 
 
-__all__ = ["TrainResult", "TrainingError", "complete_checkpoints", "load_log", "pack", "prepare_sft", "pretrain",
-           "read_status", "run_training"]
+__all__ = ["TrainResult", "TrainingError", "complete_checkpoints", "headline_metrics", "load_log", "pack",
+           "prepare_sft", "pretrain", "read_status", "run_training", "write_training_curves"]

@@ -1,8 +1,9 @@
 """Cleaning: duplicates (exact, normalised, conflicting) and length filters.
 
-Each format has an *input* (what the model sees) and an *output* (what it should produce):
-classification text/label, prompt/completion, instruction+input/output, the chat turns
-before the last assistant message/that message, and for a corpus the text alone.
+Each format has an *input* (what the model sees) and an *output* (what it should produce),
+as its descriptor renders them (``Format.input_output``): classification text/label,
+prompt/completion, the instruction's user turn/output, the chat turns before the last
+assistant message/that message, and for a corpus the text alone.
 
 - exact duplicates: every canonical field identical;
 - normalised duplicates: identical after Unicode NFKC, case folding, punctuation removal
@@ -19,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-from .load import LoadedDataset
+from .dataset import LoadedDataset
 
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -31,27 +32,9 @@ def normalize_text(text: str) -> str:
     return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
 
 
-def _messages_text(messages) -> str:
-    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-
-
 def input_output(ds: LoadedDataset) -> tuple[list[str], list[str]]:
-    """The input text and output text of each row (output empty for a corpus)."""
-    f = ds.frame
-    if ds.format == "classification":
-        return f["text"].tolist(), [str(x) for x in f["label"].tolist()]
-    if ds.format == "prompt_completion":
-        return f["prompt"].tolist(), f["completion"].tolist()
-    if ds.format == "instruction":
-        return [f"{a}\n{b}" for a, b in zip(f["instruction"], f["input"])], f["output"].tolist()
-    if ds.format == "chat":
-        inputs, outputs = [], []
-        for msgs in f["messages"]:
-            last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
-            inputs.append(_messages_text(msgs[:last]))
-            outputs.append(msgs[last]["content"])
-        return inputs, outputs
-    return f["text"].tolist(), [""] * len(f)
+    """The input text and output text of each row, as its format renders them (output empty for a corpus)."""
+    return ds.spec.input_output_columns(ds.frame)
 
 
 @dataclass(frozen=True)
@@ -121,7 +104,7 @@ def find_duplicates(ds: LoadedDataset) -> DuplicateReport:
         distinct_exact = {(inputs[r], outputs[r]) for r in rows}
         if len(rows) > 1 and len(distinct_exact) > 1:
             groups.append(DuplicateGroup("normalized", tuple(rows), inputs[rows[0]][:120]))
-    if ds.format != "corpus":
+    if not ds.spec.raw_text:  # running text has no answers to disagree
         for ni, outs in by_input.items():
             if len(outs) > 1 and ni:
                 rows = tuple(sorted(r for rs in outs.values() for r in rs))
@@ -153,7 +136,7 @@ def filter_length(ds: LoadedDataset, min_chars: int = 1, max_chars: int | None =
 
     keep = []
     for i, (a, b) in enumerate(zip(inputs, outputs)):
-        checks = {"input": [a], "output": [b], "both": [a] + ([b] if ds.format != "corpus" else [])}[field]
+        checks = {"input": [a], "output": [b], "both": [a] + ([b] if not ds.spec.raw_text else [])}[field]
         if all(ok(t) for t in checks):
             keep.append(i)
     return ds.with_frame(ds.frame.iloc[keep]), len(ds) - len(keep)

@@ -1,6 +1,15 @@
-"""Task formats: detect which one a table holds, map it to the canonical schema, validate rows.
+"""Data formats as registered descriptors: detection, validation and rendering, one home each.
 
-Canonical schemas (one per task):
+A ``Format`` answers every question the rest of the workbench asks about a kind of data: its
+canonical fields, how they are found among a table's columns, how each value is checked, and
+how a row renders: as chat messages (``messages``), as the input and output text that
+duplicate detection, the explorer and length filters compare (``input_output``), or as plain
+text. Code elsewhere asks the descriptor (``ds.spec.has_label``, ``fmt.messages(row)``) and
+never compares format names. To add a format, subclass ``Format`` and ``register_format`` an
+instance, in this module or any other: loading, the explorer, token statistics, training and
+comparison follow.
+
+The shipped formats and their canonical schemas:
 
 ================== ===================================== ===========================
 format             canonical columns                     typical sources
@@ -24,20 +33,12 @@ import difflib
 import json
 import math
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import pandas as pd
 
+from ..registry import Registry
 from .problems import DatasetError, Problem
-
-FORMATS: dict[str, tuple[str, ...]] = {
-    "prompt_completion": ("prompt", "completion"),
-    "instruction": ("instruction", "input", "output"),
-    "chat": ("messages",),
-    "classification": ("text", "label"),
-    "corpus": ("text",),
-}
-#: Canonical fields a row may leave empty.
-OPTIONAL = {("instruction", "input")}
 
 #: Column names recognised for each canonical field, in order of preference.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -59,159 +60,6 @@ ROLE_ALIASES = {
     "tool": "tool", "function": "tool", "ipython": "tool", "observation": "tool",
 }
 ROLES = ("system", "user", "assistant", "tool")
-
-
-@dataclass(frozen=True)
-class Detection:
-    """The format found for a table, and which source column feeds each canonical field."""
-
-    format: str
-    columns: dict[str, str]
-    candidates: tuple[str, ...] = ()
-
-
-def _find(columns: list[str], canon: str, taken: set[str] = frozenset()) -> str | None:
-    lowered = {c.strip().lower(): c for c in columns if c not in taken}
-    for alias in ALIASES[canon]:
-        if alias in lowered:
-            return lowered[alias]
-    return None
-
-
-def _holds_lists(frame: pd.DataFrame | None, column: str) -> bool:
-    """Whether a column holds conversations (lists, or JSON lists stored as text), not plain text."""
-    if frame is None:
-        return True
-    for value in frame[column].head(20):
-        if _is_missing(value):
-            continue
-        if isinstance(value, str):
-            return value.lstrip().startswith("[")
-        return isinstance(value, (list, tuple)) or hasattr(value, "tolist")
-    return False
-
-
-def _matches(columns: list[str], frame: pd.DataFrame | None = None) -> dict[str, dict[str, str]]:
-    found: dict[str, dict[str, str]] = {}
-    if (m := _find(columns, "messages")) and _holds_lists(frame, m):
-        found["chat"] = {"messages": m}
-    if (i := _find(columns, "instruction")) and (o := _find(columns, "output", {i})):
-        mapping = {"instruction": i, "output": o}
-        if (inp := _find(columns, "input", {i, o})):
-            mapping["input"] = inp
-        found["instruction"] = mapping
-    chat_col = found.get("chat", {}).get("messages")
-    taken = {chat_col} if chat_col else set()
-    if (p := _find(columns, "prompt", taken)) and (c := _find(columns, "completion", taken | {p})):
-        found["prompt_completion"] = {"prompt": p, "completion": c}
-    if (t := _find(columns, "text")) and (lab := _find(columns, "label", {t})):
-        found["classification"] = {"text": t, "label": lab}
-    # An instruction table also reads as input/output pairs; the richer reading wins.
-    if "instruction" in found and "prompt_completion" in found:
-        if set(found["prompt_completion"].values()) <= set(found["instruction"].values()) | {found["instruction"]["instruction"]}:
-            del found["prompt_completion"]
-    if not found:
-        if (t := _find(columns, "text")):
-            found["corpus"] = {"text": t}
-        else:
-            strings = [c for c in columns if not c.startswith("_")]
-            if len(strings) == 1:
-                found["corpus"] = {"text": strings[0]}
-    return found
-
-
-def detect_format(frame: pd.DataFrame, format: str = "auto", columns: dict[str, str] | None = None,
-                  file: str | None = None) -> Detection:
-    """Decide the task format of ``frame`` and the column feeding each canonical field.
-
-    Args:
-        frame: The raw table.
-        format: ``"auto"`` or one of ``FORMATS``.
-        columns: Canonical field to source column, overriding detection,
-            e.g. ``{"text": "utterance", "label": "intent"}``.
-        file: For messages.
-
-    Raises:
-        DatasetError: ambiguous or unknown format, or a named column that does not exist.
-    """
-    cols = [c for c in frame.columns if c not in ("_file", "_line")]
-    if format != "auto" and format not in FORMATS:
-        raise DatasetError(Problem(
-            kind="unknown_format", file=file,
-            message=f"unknown format {format!r}.",
-            fix=f"Use 'auto' or one of: {', '.join(FORMATS)}.",
-        ))
-    if columns:
-        return _from_columns(cols, format, columns, file)
-    found = _matches(cols, frame)
-    if format != "auto":
-        if format in found:
-            return Detection(format, found[format], tuple(found))
-        if format == "corpus" and (t := _find(cols, "text")):
-            return Detection("corpus", {"text": t}, tuple(found))
-        needed = " and ".join(f"a {f} column" for f in FORMATS[format] if (format, f) not in OPTIONAL)
-        raise DatasetError(Problem(
-            kind="unknown_format", file=file,
-            message=f"format '{format}' needs {needed}; the columns are {', '.join(map(str, cols))}.",
-            fix="Name the columns with columns=, e.g. "
-                + "columns={" + ", ".join(f"'{f}': '<column>'" for f in FORMATS[format]) + "}.",
-        ))
-    if len(found) == 1:
-        ((fmt, mapping),) = found.items()
-        return Detection(fmt, mapping, (fmt,))
-    if not found:
-        raise DatasetError(Problem(
-            kind="unknown_format", file=file,
-            message=f"no known format matches the columns {', '.join(map(str, cols)) or '(none)'}.",
-            fix="Pass columns= to say which column is which, e.g. columns={'prompt': 'question', "
-                "'completion': 'answer'} or columns={'text': 'utterance', 'label': 'intent'}; "
-                f"known formats: {', '.join(FORMATS)}.",
-        ))
-    described = "; ".join(f"{fmt} ({', '.join(f'{k}={v}' for k, v in m.items())})" for fmt, m in found.items())
-    first = next(iter(found))
-    raise DatasetError(Problem(
-        kind="ambiguous_format", file=file,
-        message=f"the columns match more than one format: {described}.",
-        fix=f"Choose one with format='{first}' (or another of {', '.join(found)}), or name the "
-            "columns with columns={...}.",
-    ))
-
-
-def _from_columns(cols: list[str], format: str, columns: dict[str, str], file: str | None) -> Detection:
-    canon_all = {f for fields in FORMATS.values() for f in fields}
-    problems = []
-    for canon, source in columns.items():
-        if canon not in canon_all:
-            close = difflib.get_close_matches(canon, sorted(canon_all), n=1)
-            problems.append(Problem(
-                kind="unknown_column", file=file, field=canon,
-                message=f"'{canon}' is not a canonical field.",
-                fix=(f"Did you mean '{close[0]}'? " if close else "") + f"Canonical fields: {', '.join(sorted(canon_all))}.",
-            ))
-        elif source not in cols:
-            close = difflib.get_close_matches(str(source), [str(c) for c in cols], n=1)
-            problems.append(Problem(
-                kind="unknown_column", file=file, field=source,
-                message=f"columns= maps '{canon}' to '{source}', but there is no such column.",
-                fix=(f"Did you mean '{close[0]}'? " if close else "") + f"Columns: {', '.join(map(str, cols))}.",
-            ))
-    if problems:
-        raise DatasetError(problems)
-    keys = set(columns)
-    options = [format] if format != "auto" else list(FORMATS)
-    for fmt in options:
-        required = {f for f in FORMATS[fmt] if (fmt, f) not in OPTIONAL}
-        if required <= keys and keys <= set(FORMATS[fmt]):
-            mapping = dict(columns)
-            if fmt == "instruction" and "input" not in mapping and (inp := _find(cols, "input", set(mapping.values()))):
-                mapping["input"] = inp
-            return Detection(fmt, mapping, (fmt,))
-    raise DatasetError(Problem(
-        kind="unknown_format", file=file,
-        message=f"the fields named in columns= ({', '.join(sorted(keys))}) do not make up a format"
-                + (f" '{format}'" if format != "auto" else "") + ".",
-        fix="Name the fields of one format: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in FORMATS.items()) + ".",
-    ))
 
 
 # --------------------------------------------------------------------------- validation
@@ -322,17 +170,405 @@ def _short(value, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
+
+
+#: Fields whose values are not plain text, and their checks (every other field is checked as text).
+FIELD_CHECKS = {"label": _check_label, "messages": _check_messages}
+
+
+
+# --------------------------------------------------------------------------- descriptors
+
+
+class Format:
+    """What one data format is, and how its rows are found, checked and rendered.
+
+    Subclasses set the class attributes and override what differs; ``register_format`` makes an
+    instance known everywhere.
+
+    Attributes:
+        name: The name users write (``format: chat``).
+        fields: Canonical fields, in the order of the canonical table.
+        optional: Fields a row may leave empty (and a table may lack).
+        target: What a row asks the model to produce: ``"text"`` (an answer), ``"label"`` (a
+            class), or None (running text, as in a pretraining corpus).
+        conversational: Rows render as chat messages (``messages``).
+        detect_order: Formats are tried in this order; the order of ambiguity messages.
+        claims_columns: A matched column is not offered to formats tried later (a conversation
+            column is not also a prompt).
+        subsumes: Formats whose match this one's covers; the richer reading wins.
+        fallback: Tried only when no other format matches.
+    """
+
+    name: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]]
+    optional: ClassVar[tuple[str, ...]] = ()
+    target: ClassVar[Literal["text", "label"] | None] = "text"
+    conversational: ClassVar[bool] = False
+    detect_order: ClassVar[int] = 50
+    claims_columns: ClassVar[bool] = False
+    subsumes: ClassVar[tuple[str, ...]] = ()
+    fallback: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ traits
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(f for f in self.fields if f not in self.optional)
+
+    @property
+    def has_label(self) -> bool:
+        """Text+label data: sequence classification, stratified splits, per-class metrics."""
+        return self.target == "label"
+
+    @property
+    def label_field(self) -> str | None:
+        return "label" if self.has_label else None
+
+    @property
+    def generative(self) -> bool:
+        """Data a causal LM learns to write (answers, or running text)."""
+        return self.target != "label"
+
+    @property
+    def raw_text(self) -> bool:
+        """Running text with no prompt/answer split: trained whole, cut into pieces rather than truncated."""
+        return self.target is None
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        """Fields holding plain text (token statistics measure each)."""
+        return tuple(f for f in self.fields if f not in FIELD_CHECKS)
+
+    @property
+    def tabular(self) -> bool:
+        """Every field is text or a label, so rows show as plain columns (a message list is not)."""
+        return all(f in self.text_fields or f == self.label_field for f in self.fields)
+
+    def __repr__(self) -> str:
+        return f"<format {self.name}>"
+
+    # ------------------------------------------------------------------ detection
+
+    def match(self, columns: list[str], frame: pd.DataFrame | None, taken: set[str]) -> dict[str, str] | None:
+        """Canonical field to source column when ``columns`` hold this format, else None.
+
+        Required fields first, in order, then optional ones; a column serves one field, and
+        columns in ``taken`` (claimed by a format tried earlier) serve none.
+        """
+        mapping: dict[str, str] = {}
+        for canon in self.required:
+            col = _find(columns, canon, taken | set(mapping.values()))
+            if col is None:
+                return None
+            mapping[canon] = col
+        return self.complete(columns, mapping)
+
+    def complete(self, columns: list[str], mapping: dict[str, str]) -> dict[str, str]:
+        """``mapping`` with the optional fields found among ``columns`` added."""
+        out = dict(mapping)
+        for canon in self.optional:
+            if canon not in out and (col := _find(columns, canon, set(out.values()))):
+                out[canon] = col
+        return out
+
+    def check(self, canon: str, value) -> tuple[object, tuple[str, str, str] | None]:
+        """(clean value, None) or (None, (kind, message, fix)) for one value of field ``canon``."""
+        if canon in FIELD_CHECKS:
+            return FIELD_CHECKS[canon](value)
+        if canon in self.optional:
+            if _is_missing(value):
+                return "", None
+            if not isinstance(value, str):
+                return None, ("wrong_type", f"'{canon}' should be text but is {_type_name(value)}.",
+                              f"Write '{canon}' as a string.")
+            return value, None
+        return _check_text(value, canon)
+
+    # ------------------------------------------------------------------ rendering
+
+    def messages(self, row: dict) -> list[dict]:
+        """A canonical row as chat messages (conversational formats only)."""
+        raise ValueError(f"{self.name} rows are not conversations")
+
+    def text(self, row: dict) -> str:
+        """The text of a row of a format that is not conversational."""
+        return row["text"]
+
+    def input_output(self, row: dict) -> tuple[str, str]:
+        """What the model sees and what it should produce, as text (output empty for running text).
+
+        Duplicate detection, the explorer and length filters compare these; for single-turn
+        formats the input is exactly the user turn training formats.
+        """
+        if not self.conversational:
+            return self.text(row), "" if self.target is None else str(row[self.label_field or "label"])
+        msgs = self.messages(row)
+        return msgs[0]["content"], msgs[-1]["content"]
+
+    def input_output_columns(self, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+        """``input_output`` of every row of a canonical table."""
+        pairs = [self.input_output(r) for r in frame[list(self.fields)].to_dict("records")]
+        return [a for a, _ in pairs], [b for _, b in pairs]
+
+    def pair_row(self, prompt: str, answer: str) -> dict:
+        """A canonical row holding one user turn and its answer (generated pairs, e.g. from documents)."""
+        raise ValueError(f"{self.name} rows cannot be built from a prompt and an answer")
+
+    def prompt_text(self, row: dict) -> str:
+        """The text a person wrote first (the prompt column of comparison reports)."""
+        return self.messages(row)[0]["content"] if self.conversational else self.text(row)
+
+
+#: Every known format by name, in registration order.
+FORMATS: Registry[Format] = Registry("format", lambda message, fix: DatasetError(
+    Problem(kind="unknown_format", message=message, fix=fix)))
+#: Make a format known to the loader, the explorer, token statistics, training and comparison.
+register_format = FORMATS.register
+#: The descriptor of a format by name; an unknown name says which exist.
+get_format = FORMATS.lookup
+
+
+class PromptCompletion(Format):
+    name = "prompt_completion"
+    conversational = True
+    fields = ("prompt", "completion")
+    detect_order = 20
+
+    def messages(self, row: dict) -> list[dict]:
+        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+
+    def pair_row(self, prompt: str, answer: str) -> dict:
+        return {"prompt": prompt, "completion": answer}
+
+
+class Instruction(Format):
+    name = "instruction"
+    conversational = True
+    fields = ("instruction", "input", "output")
+    optional = ("input",)
+    detect_order = 10
+    subsumes = ("prompt_completion",)  # an instruction table also reads as input/output pairs
+
+    def messages(self, row: dict) -> list[dict]:
+        user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+
+    def pair_row(self, prompt: str, answer: str) -> dict:
+        return {"instruction": prompt, "input": "", "output": answer}
+
+
+class Chat(Format):
+    name = "chat"
+    conversational = True
+    fields = ("messages",)
+    detect_order = 0
+    claims_columns = True
+
+    def match(self, columns, frame, taken):
+        mapping = super().match(columns, frame, taken)
+        return mapping if mapping and _holds_lists(frame, mapping["messages"]) else None
+
+    def messages(self, row: dict) -> list[dict]:
+        return list(row["messages"])
+
+    def pair_row(self, prompt: str, answer: str) -> dict:
+        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
+
+    def input_output(self, row: dict) -> tuple[str, str]:
+        """The turns before the last answer as a transcript, and that answer."""
+        msgs = row["messages"]
+        last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        return "\n".join(f"{m['role']}: {m['content']}" for m in msgs[:last]), msgs[last]["content"]
+
+
+class Classification(Format):
+    name = "classification"
+    fields = ("text", "label")
+    target = "label"
+    detect_order = 30
+
+    def input_output_columns(self, frame):
+        return frame["text"].tolist(), [str(x) for x in frame["label"].tolist()]
+
+
+class Corpus(Format):
+    name = "corpus"
+    fields = ("text",)
+    target = None
+    detect_order = 90
+    fallback = True
+
+    def match(self, columns, frame, taken):
+        if (t := _find(columns, "text", taken)):
+            return {"text": t}
+        strings = [c for c in columns if not str(c).startswith("_")]
+        return {"text": strings[0]} if len(strings) == 1 else None
+
+    def input_output_columns(self, frame):
+        return frame["text"].tolist(), [""] * len(frame)
+
+
+for _cls in (PromptCompletion, Instruction, Chat, Classification, Corpus):
+    register_format(_cls())
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The format found for a table, and which source column feeds each canonical field."""
+
+    format: str
+    columns: dict[str, str]
+    candidates: tuple[str, ...] = ()
+
+
+def _find(columns: list[str], canon: str, taken: set[str] = frozenset()) -> str | None:
+    lowered = {c.strip().lower(): c for c in columns if c not in taken}
+    for alias in ALIASES.get(canon, (canon,)):
+        if alias in lowered:
+            return lowered[alias]
+    return None
+
+
+def _holds_lists(frame: pd.DataFrame | None, column: str) -> bool:
+    """Whether a column holds conversations (lists, or JSON lists stored as text), not plain text."""
+    if frame is None:
+        return True
+    for value in frame[column].head(20):
+        if _is_missing(value):
+            continue
+        if isinstance(value, str):
+            return value.lstrip().startswith("[")
+        return isinstance(value, (list, tuple)) or hasattr(value, "tolist")
+    return False
+
+
+def _matches(columns: list[str], frame: pd.DataFrame | None = None) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    taken: set[str] = set()
+    ordered = sorted(FORMATS.values(), key=lambda f: f.detect_order)
+    for fmt in (f for f in ordered if not f.fallback):
+        mapping = fmt.match(columns, frame, taken)
+        if mapping is None:
+            continue
+        found[fmt.name] = mapping
+        if fmt.claims_columns:
+            taken |= set(mapping.values())
+    for fmt in ordered:
+        for other in fmt.subsumes:
+            if fmt.name in found and other in found and set(found[other].values()) <= set(found[fmt.name].values()):
+                del found[other]
+    if not found:
+        for fmt in (f for f in ordered if f.fallback):
+            if (mapping := fmt.match(columns, frame, set())) is not None:
+                found[fmt.name] = mapping
+                break
+    return found
+
+
+def detect_format(frame: pd.DataFrame, format: str = "auto", columns: dict[str, str] | None = None,
+                  file: str | None = None) -> Detection:
+    """Decide the task format of ``frame`` and the column feeding each canonical field.
+
+    Args:
+        frame: The raw table.
+        format: ``"auto"`` or one of ``FORMATS``.
+        columns: Canonical field to source column, overriding detection,
+            e.g. ``{"text": "utterance", "label": "intent"}``.
+        file: For messages.
+
+    Raises:
+        DatasetError: ambiguous or unknown format, or a named column that does not exist.
+    """
+    cols = [c for c in frame.columns if c not in ("_file", "_line")]
+    if format != "auto" and format not in FORMATS:
+        raise DatasetError(Problem(
+            kind="unknown_format", file=file,
+            message=f"unknown format {format!r}.",
+            fix=f"Use 'auto' or one of: {', '.join(FORMATS)}.",
+        ))
+    if columns:
+        return _from_columns(cols, format, columns, file)
+    found = _matches(cols, frame)
+    if format != "auto":
+        fmt = FORMATS[format]
+        if format in found:
+            return Detection(format, found[format], tuple(found))
+        if fmt.fallback and (mapping := fmt.match(cols, frame, set())) is not None:
+            return Detection(format, mapping, tuple(found))
+        needed = " and ".join(f"a {f} column" for f in fmt.required)
+        raise DatasetError(Problem(
+            kind="unknown_format", file=file,
+            message=f"format '{format}' needs {needed}; the columns are {', '.join(map(str, cols))}.",
+            fix="Name the columns with columns=, e.g. "
+                + "columns={" + ", ".join(f"'{f}': '<column>'" for f in fmt.fields) + "}.",
+        ))
+    if len(found) == 1:
+        ((name, mapping),) = found.items()
+        return Detection(name, mapping, (name,))
+    if not found:
+        raise DatasetError(Problem(
+            kind="unknown_format", file=file,
+            message=f"no known format matches the columns {', '.join(map(str, cols)) or '(none)'}.",
+            fix="Pass columns= to say which column is which, e.g. columns={'prompt': 'question', "
+                "'completion': 'answer'} or columns={'text': 'utterance', 'label': 'intent'}; "
+                f"known formats: {', '.join(FORMATS)}.",
+        ))
+    described = "; ".join(f"{name} ({', '.join(f'{k}={v}' for k, v in m.items())})" for name, m in found.items())
+    first = next(iter(found))
+    raise DatasetError(Problem(
+        kind="ambiguous_format", file=file,
+        message=f"the columns match more than one format: {described}.",
+        fix=f"Choose one with format='{first}' (or another of {', '.join(found)}), or name the "
+            "columns with columns={...}.",
+    ))
+
+
+def _from_columns(cols: list[str], format: str, columns: dict[str, str], file: str | None) -> Detection:
+    canon_all = {f for fmt in FORMATS.values() for f in fmt.fields}
+    problems = []
+    for canon, source in columns.items():
+        if canon not in canon_all:
+            close = difflib.get_close_matches(canon, sorted(canon_all), n=1)
+            problems.append(Problem(
+                kind="unknown_column", file=file, field=canon,
+                message=f"'{canon}' is not a canonical field.",
+                fix=(f"Did you mean '{close[0]}'? " if close else "") + f"Canonical fields: {', '.join(sorted(canon_all))}.",
+            ))
+        elif source not in cols:
+            close = difflib.get_close_matches(str(source), [str(c) for c in cols], n=1)
+            problems.append(Problem(
+                kind="unknown_column", file=file, field=source,
+                message=f"columns= maps '{canon}' to '{source}', but there is no such column.",
+                fix=(f"Did you mean '{close[0]}'? " if close else "") + f"Columns: {', '.join(map(str, cols))}.",
+            ))
+    if problems:
+        raise DatasetError(problems)
+    keys = set(columns)
+    options = [FORMATS[format]] if format != "auto" else list(FORMATS.values())
+    for fmt in options:
+        if set(fmt.required) <= keys and keys <= set(fmt.fields):
+            return Detection(fmt.name, fmt.complete(cols, dict(columns)), (fmt.name,))
+    raise DatasetError(Problem(
+        kind="unknown_format", file=file,
+        message=f"the fields named in columns= ({', '.join(sorted(keys))}) do not make up a format"
+                + (f" '{format}'" if format != "auto" else "") + ".",
+        fix="Name the fields of one format: " + "; ".join(f"{k}: {', '.join(v.fields)}" for k, v in FORMATS.items())
+            + ".",
+    ))
+
+
 def canonicalize(frame: pd.DataFrame, detection: Detection) -> tuple[pd.DataFrame, list[tuple[int, str, str, str, str]]]:
     """Rename to canonical columns and validate each row.
 
     Returns the canonical frame (same row order; bad values left as None) and a list of
     ``(row, field, kind, message, fix)`` for every row problem.
     """
-    fmt, mapping = detection.format, detection.columns
+    fmt, mapping = FORMATS[detection.format], detection.columns
     issues: list[tuple[int, str, str, str, str]] = []
     out = {}
     n = len(frame)
-    for canon in FORMATS[fmt]:
+    for canon in fmt.fields:
         source = mapping.get(canon)
         if source is None:
             out[canon] = [""] * n  # optional field absent (instruction input)
@@ -340,17 +576,7 @@ def canonicalize(frame: pd.DataFrame, detection: Detection) -> tuple[pd.DataFram
         values = frame[source].tolist()
         clean: list = [None] * n
         for i, value in enumerate(values):
-            if canon == "label":
-                v, issue = _check_label(value)
-            elif canon == "messages":
-                v, issue = _check_messages(value)
-            elif (fmt, canon) in OPTIONAL:
-                v, issue = ("" if _is_missing(value) else value), None
-                if not isinstance(v, str):
-                    v, issue = None, ("wrong_type", f"'{canon}' should be text but is {_type_name(value)}.",
-                                      f"Write '{canon}' as a string.")
-            else:
-                v, issue = _check_text(value, canon)
+            v, issue = fmt.check(canon, value)
             if issue:
                 issues.append((i, canon if source == canon else f"{canon} (column '{source}')", *issue))
             clean[i] = v

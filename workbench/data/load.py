@@ -1,4 +1,4 @@
-"""``load_dataset``: any supported source to one validated, canonical table.
+"""``load_table``: a table source to one validated, canonical dataset.
 
 Sources: a file (CSV/TSV, JSON, JSONL, Parquet, text), a folder of such files, a
 ``datasets`` ``save_to_disk`` folder, a pandas DataFrame, or a Hugging Face Hub dataset
@@ -9,140 +9,20 @@ came from, and a ``ValidationReport``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import pandas as pd
 
-from .formats import FORMATS, Detection, canonicalize, detect_format
+from .dataset import LoadedDataset, ValidationReport, rare_label_problems
+from .formats import Detection, canonicalize, detect_format
 from .problems import DatasetError, Problem, display_path
 from .readers import SUFFIXES, RawTable, reader_for
 
 SPLIT_NAMES = ("train", "validation", "valid", "dev", "test", "eval")
 #: Files in a data folder that are documentation, not data.
 _SKIP_IN_FOLDERS = {"readme", "license", "licence", "notice", "citation", "changelog"}
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    """What loading found.
-
-    Attributes:
-        problems: Every problem, errors and warnings, with file/line/row/field.
-        rows_read: Records parsed from the source (before dropping bad rows).
-        rows_kept: Records in the dataset.
-        notes: Informational lines (which split of a folder was loaded, column mapping).
-    """
-
-    problems: tuple[Problem, ...] = ()
-    rows_read: int = 0
-    rows_kept: int = 0
-    notes: tuple[str, ...] = ()
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
-
-    def counts(self) -> dict[str, int]:
-        """Problem counts by kind."""
-        return dict(Counter(p.kind for p in self.problems))
-
-
-@dataclass(frozen=True)
-class LoadedDataset:
-    """A dataset in canonical form.
-
-    Attributes:
-        frame: Canonical columns of ``format``, then metadata columns, then ``_file``/``_line``.
-        format: One of ``FORMATS``.
-        columns: Canonical field to the source column it came from.
-        source: What was loaded, as given.
-        report: Problems and counts from loading.
-    """
-
-    frame: pd.DataFrame
-    format: str
-    columns: dict[str, str]
-    source: str
-    report: ValidationReport = field(default_factory=ValidationReport)
-    _fingerprint: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The canonical fields of this dataset's format."""
-        return FORMATS[self.format]
-
-    @property
-    def metadata_columns(self) -> list[str]:
-        return [c for c in self.frame.columns if c not in self.fields and not str(c).startswith("_")]
-
-    def where(self, row: int) -> str:
-        """``file:line`` (or ``row N``) of the record at position ``row``."""
-        f, line = self.frame["_file"].iat[row], self.frame["_line"].iat[row]
-        if isinstance(f, str) and line is not None and not pd.isna(line):
-            return f"{f}:{int(line)}"
-        return f"{f}, row {row}" if isinstance(f, str) else f"row {row}"
-
-    def with_frame(self, frame: pd.DataFrame, **changes) -> "LoadedDataset":
-        """A copy holding ``frame`` (index reset), other attributes kept unless changed."""
-        return replace(self, frame=frame.reset_index(drop=True), **changes)
-
-    def records(self, provenance: bool = False) -> list[dict]:
-        """Rows as dicts with the canonical fields and metadata (and provenance if asked)."""
-        cols = list(self.fields) + self.metadata_columns + (["_file", "_line"] if provenance else [])
-        return self.frame[cols].to_dict("records")
-
-    def row_hashes(self) -> np.ndarray:
-        """A 64-bit content hash per row over canonical fields and metadata (not provenance).
-
-        Vectorised (pandas' stable SipHash); values that are not text (labels as numbers,
-        message lists) are hashed through their JSON text, so ``1`` and ``"1"`` differ.
-        """
-        cols = list(self.fields) + self.metadata_columns
-        if not cols or not len(self.frame):
-            return np.zeros(len(self.frame), dtype=np.uint64)
-        parts = {}
-        for c in cols:
-            values = self.frame[c].tolist()
-            if all(isinstance(v, str) for v in values):
-                parts[c] = values
-            else:
-                parts[c] = [v if isinstance(v, str) else "\x00" + json.dumps(v, sort_keys=True, default=str,
-                                                                              ensure_ascii=False) for v in values]
-        # categorize=False: factorising first is slower than hashing when most values are distinct.
-        return pd.util.hash_pandas_object(pd.DataFrame(parts, dtype=object), index=False, categorize=False).to_numpy()
-
-    def fingerprint(self) -> str:
-        """Content hash of the dataset (rows in order); equal data gives an equal fingerprint."""
-        if "value" not in self._fingerprint:  # frames are not modified in place, so one hash per object
-            self._fingerprint["value"] = fingerprint_hashes(self.row_hashes(), self.format)
-        return self._fingerprint["value"]
-
-    def to_hf(self, provenance: bool = False):
-        """The dataset as a ``datasets.Dataset`` (for ``map``, Trainer)."""
-        import datasets
-
-        return datasets.Dataset.from_list(self.records(provenance))
-
-
-def fingerprint_hashes(hashes: np.ndarray, format: str = "") -> str:
-    """One hex digest over row hashes in order."""
-    h = hashlib.sha256(format.encode())
-    h.update(np.ascontiguousarray(hashes, dtype="<u8").tobytes())
-    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- sources
@@ -168,23 +48,27 @@ def _is_saved_dataset(path: Path) -> bool:
         (path / "state.json").exists()
 
 
+def _choose_split(names: list[str], split: str | None, where: Path, what: str, notes: list[str]) -> str:
+    """``split``, or ``train`` (else the first) when none is asked for, noting the choice when there were others."""
+    if split is None:
+        split = "train" if "train" in names else names[0]
+        if len(names) > 1:
+            notes.append(f"loaded split '{split}' of {', '.join(names)}; pass split= for another")
+    if split not in names:
+        message = (f"no split '{split}' {what}; it has {', '.join(names)}." if what.startswith("in ") else
+                   f"no {what} split '{split}'; the folder has {', '.join(names)}.")
+        raise DatasetError(Problem(kind="not_found", file=display_path(where), message=message,
+                                   fix=f"Pass split= one of {', '.join(names)}."))
+    return split
+
+
 def _read_saved(path: Path, split: str | None) -> tuple[list[RawTable], list[str]]:
     import datasets
 
     obj = datasets.load_from_disk(str(path))
     notes = []
     if isinstance(obj, datasets.DatasetDict):
-        names = list(obj.keys())
-        if split is None:
-            split = "train" if "train" in names else names[0]
-            if len(names) > 1:
-                notes.append(f"loaded split '{split}' of {', '.join(names)}; pass split= for another")
-        if split not in obj:
-            raise DatasetError(Problem(
-                kind="not_found", file=display_path(path),
-                message=f"no split '{split}' in this saved dataset; it has {', '.join(names)}.",
-                fix=f"Pass split= one of {', '.join(names)}.",
-            ))
+        split = _choose_split(list(obj.keys()), split, path, "in this saved dataset", notes)
         obj = obj[split]
     frame = pd.DataFrame(obj.to_dict(), dtype=object) if len(obj) else pd.DataFrame(columns=obj.column_names)
     problems = [] if len(obj) else [Problem(kind="empty_file", file=display_path(path),
@@ -221,17 +105,7 @@ def _read_folder(folder: Path, split: str | None, opts: dict) -> tuple[list[RawT
         if (s := _split_of(f)):
             by_split.setdefault(s, []).append(f)
     if by_split:
-        if split is None:
-            split = "train" if "train" in by_split else sorted(by_split)[0]
-            if len(by_split) > 1:
-                notes.append(f"loaded split '{split}' of {', '.join(sorted(by_split))}; pass split= for another")
-        if split not in by_split:
-            raise DatasetError(Problem(
-                kind="not_found", file=display_path(folder),
-                message=f"no files for split '{split}'; the folder has {', '.join(sorted(by_split))}.",
-                fix=f"Pass split= one of {', '.join(sorted(by_split))}.",
-            ))
-        files = by_split[split]
+        files = by_split[_choose_split(sorted(by_split), split, folder, "files for", notes)]
     elif split is not None:
         raise DatasetError(Problem(
             kind="not_found", file=display_path(folder),
@@ -298,7 +172,7 @@ def _read_hub(name: str, split: str | None) -> list[RawTable]:
 # --------------------------------------------------------------------------- main entry
 
 
-def load_dataset(
+def load_table(
     source,
     format: str = "auto",
     columns: dict[str, str] | None = None,
@@ -311,7 +185,11 @@ def load_dataset(
     field: str | None = None,
     text_unit: str = "line",
 ) -> LoadedDataset:
-    """Load ``source`` into a validated dataset in the canonical schema of its format.
+    """Load a table ``source`` into a validated dataset in the canonical schema of its format.
+
+    ``workbench.data.load_dataset`` routes documents (PDF, HTML, Markdown, DOCX) to the
+    documents module and every other source here; the documents module validates its chunk
+    tables here too.
 
     Args:
         source: A file, a folder (of data files, or a ``save_to_disk`` folder), a pandas
@@ -337,11 +215,6 @@ def load_dataset(
         DatasetError: in strict mode for any error; in any mode when nothing usable is left
             or the source cannot be found or read.
     """
-    if reader is None and not isinstance(source, pd.DataFrame):
-        from .documents import ingest_documents, is_document_source  # here: documents imports this module
-
-        if is_document_source(source):  # PDFs, HTML, Markdown, DOCX: chunked into a corpus
-            return ingest_documents(source, strict=strict).corpus
     opts = {"reader": reader, "encoding": encoding, "delimiter": delimiter, "field": field, "text_unit": text_unit}
     tables, label, notes = _read_source(source, split, opts)
     problems: list[Problem] = []
@@ -422,41 +295,3 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
                                            p.row if p.row is not None else -1))
 
 
-def label_column(ds: LoadedDataset, stratify: str | None = "auto") -> str | None:
-    """The column to stratify by: ``label`` for classification, a named column, or None."""
-    if stratify is None or stratify is False:
-        return None
-    if stratify == "auto":
-        return "label" if ds.format == "classification" else None
-    if stratify not in ds.frame.columns:
-        raise DatasetError(Problem(
-            kind="unknown_column", field=stratify, file=ds.source,
-            message=f"cannot stratify by '{stratify}': no such column.",
-            fix=f"Columns: {', '.join(c for c in ds.frame.columns if not str(c).startswith('_'))}.",
-        ))
-    return stratify
-
-
-def rare_label_problems(ds: LoadedDataset, column: str | None = "auto", minimum: int = 2,
-                        severity: Literal["error", "warning"] = "warning") -> list[Problem]:
-    """A problem for each label with fewer than ``minimum`` examples (too few to stratify)."""
-    col = label_column(ds, column)
-    if col is None:
-        return []
-    counts = Counter(ds.frame[col].tolist())
-    out = []
-    for label, n in sorted(counts.items(), key=lambda kv: str(kv[0])):
-        if n < minimum:
-            rows = [i for i, v in enumerate(ds.frame[col].tolist()) if v == label][:3]
-            first = rows[0]
-            line = ds.frame["_line"].iat[first]
-            out.append(Problem(
-                kind="rare_label", severity=severity, field=col,
-                file=ds.frame["_file"].iat[first],
-                line=None if line is None or pd.isna(line) else int(line),
-                row=first,
-                message=(f"label '{label}' has {n} example{'s' if n != 1 else ''} "
-                         f"({', '.join(ds.where(r) for r in rows)}); a stratified split needs at least {minimum}."),
-                fix="Add examples of it, merge it into a related label, or drop it (split_dataset(..., rare='drop')).",
-            ))
-    return out

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-from .load import LoadedDataset
+from .dataset import LoadedDataset
 
 Validator = Callable[[str], bool]
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .clean import DuplicateReport, drop_duplicates, find_duplicates
-from .load import LoadedDataset, load_dataset
+from .dataset import LoadedDataset
 from .pii import PiiReport, redact_pii, scan_pii
 from .problems import Problem
+from .sources import load_dataset
 from .split import Splits, split_dataset
 
 
@@ -35,7 +36,7 @@ class DataReport:
 
     def label_counts(self) -> dict[str, int]:
         col = self.splits.stratify if self.splits and self.splits.stratify else (
-            "label" if self.dataset.format == "classification" else None)
+            self.dataset.spec.label_field)
         if not col:
             return {}
         return dict(Counter(map(str, self.dataset.frame[col])).most_common())

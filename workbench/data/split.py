@@ -17,7 +17,8 @@ from typing import Literal
 import numpy as np
 
 from ..files import atomic_write_json, atomic_write_jsonl
-from .load import LoadedDataset, fingerprint_hashes, label_column, rare_label_problems
+from .dataset import LoadedDataset, fingerprint_hashes, label_column, rare_label_problems
+from .load import load_table
 from .problems import DatasetError, Problem
 
 SPLITS_MANIFEST = "splits.json"
@@ -155,8 +156,6 @@ def verify_splits(out_dir: str | Path) -> dict[str, str]:
 
     Returns the fingerprints. Raises ``DatasetError`` naming each split whose content changed.
     """
-    from .load import load_dataset
-
     out = Path(out_dir)
     manifest_path = out / SPLITS_MANIFEST
     if not manifest_path.exists():
@@ -165,7 +164,7 @@ def verify_splits(out_dir: str | Path) -> dict[str, str]:
     manifest = json.loads(manifest_path.read_text())
     problems = []
     for name, info in manifest["splits"].items():
-        ds = load_dataset(out / info["file"], format=manifest["format"])
+        ds = load_table(out / info["file"], format=manifest["format"])
         got = ds.fingerprint()
         if got != info["fingerprint"]:
             problems.append(Problem(

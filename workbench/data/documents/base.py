@@ -5,8 +5,36 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from ...config import DocumentConfig  # noqa: F401 - re-exported
+from ...errors import ConfigError
 from ..problems import Problem
+
+
+@dataclass(frozen=True)
+class DocumentConfig:
+    """How documents are cut into corpus chunks (the notebook's parameters, less the paths)."""
+
+    tokenizer: str = "whitespace"
+    """``whitespace`` to count words, or a local folder holding a Hugging Face tokenizer; a
+    tokenizer object (a preset: ``workbench.presets.resolve_tokenizer("kb-bpe")``) can be handed
+    to ``ingest_documents(tokenizer=...)`` instead."""
+    chunk_size: int | None = 256
+    """Most tokens in a chunk; None keeps each section whole."""
+    overlap: int = 32
+    """Tokens repeated from the end of one chunk at the start of the next chunk of the same
+    section, so that text cut at a boundary is seen whole once; less than half of ``chunk_size``."""
+
+    def __post_init__(self):
+        if not isinstance(self.tokenizer, str) or not self.tokenizer:
+            raise ConfigError("tokenizer must be 'whitespace' or the path of a local tokenizer folder; "
+                              "pass a tokenizer object as ingest_documents(tokenizer=...).")
+        if self.chunk_size is not None and (not isinstance(self.chunk_size, int) or self.chunk_size < 8):
+            raise ConfigError(f"chunk_size must be an integer of at least 8 tokens, or None; got {self.chunk_size!r}.")
+        if not isinstance(self.overlap, int) or self.overlap < 0:
+            raise ConfigError(f"overlap must be a non-negative integer; got {self.overlap!r}.")
+        if self.chunk_size is not None and self.overlap * 2 >= self.chunk_size:
+            raise ConfigError(f"overlap ({self.overlap}) must be less than half of chunk_size ({self.chunk_size}), "
+                              f"so that every chunk moves forward; try overlap={self.chunk_size // 8}.")
+
 
 #: Problem kinds that documents add to ``workbench.data.problems.PROBLEM_KINDS``.
 DOCUMENT_PROBLEM_KINDS = (

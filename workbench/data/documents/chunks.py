@@ -83,7 +83,7 @@ def token_counter(tokenizer=None) -> TokenCounter:
     """A ``TokenCounter`` for ``tokenizer``.
 
     Args:
-        tokenizer: None or ``"whitespace"`` (words); a preset name (``kb-bpe``, ``minilm``); a local folder with a Hugging Face
+        tokenizer: None or ``"whitespace"`` (words); a local folder with a Hugging Face
             tokenizer (``AutoTokenizer.from_pretrained``, offline); a Hugging Face tokenizer
             object; or a ``tokenizers.Tokenizer``.
 
@@ -94,16 +94,12 @@ def token_counter(tokenizer=None) -> TokenCounter:
         return TokenCounter()
     if isinstance(tokenizer, TokenCounter):
         return tokenizer
-    if isinstance(tokenizer, str) and not Path(tokenizer).expanduser().is_dir():
-        from ...presets import BUILTIN_TOKENIZERS
-
-        if tokenizer in BUILTIN_TOKENIZERS:
-            tokenizer = BUILTIN_TOKENIZERS[tokenizer]()
     if isinstance(tokenizer, (str, Path)):
         path = Path(tokenizer).expanduser()
         if not path.is_dir():
             raise ValueError(f"tokenizer {str(tokenizer)!r} is neither 'whitespace' nor a folder on this machine; "
-                             "pass 'whitespace' or the folder a tokenizer was saved to (save_pretrained).")
+                             "pass 'whitespace', the folder a tokenizer was saved to (save_pretrained), or a "
+                             "tokenizer object (a preset by name: workbench.presets.resolve_tokenizer(name)).")
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(path))

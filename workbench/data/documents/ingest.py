@@ -11,7 +11,8 @@ import pandas as pd
 
 from ...files import atomic_write_jsonl
 from ..clean import DuplicateReport, find_duplicates
-from ..load import LoadedDataset, ValidationReport, load_dataset
+from ..dataset import LoadedDataset, ValidationReport
+from ..load import load_table
 from ..pii import PiiReport, scan_pii
 from ..problems import DatasetError, Problem, display_path
 from ..readers import SUFFIXES as DATA_SUFFIXES
@@ -280,9 +281,9 @@ def _ingest_file(path: Path, counter: TokenCounter, config: DocumentConfig, enco
 
 def _dataset(frame: pd.DataFrame, format: str, columns: dict[str, str], source: str,
              report: ValidationReport) -> LoadedDataset:
-    """Validate ``frame`` through ``load_dataset`` like any table, keeping its own provenance."""
+    """Validate ``frame`` through ``load_table`` like any table, keeping its own provenance."""
     provenance = frame[["_file", "_line"]].copy()
-    ds = load_dataset(frame.drop(columns=["_file", "_line"]), format=format, columns=columns)
+    ds = load_table(frame.drop(columns=["_file", "_line"]), format=format, columns=columns)
     out = ds.frame.copy()
     out["_file"] = provenance["_file"].tolist()
     out["_line"] = pd.Series([None if pd.isna(x) else int(x) for x in provenance["_line"].tolist()],

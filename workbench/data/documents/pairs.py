@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import pandas as pd
 
-from ..load import LoadedDataset, ValidationReport
+from ..dataset import LoadedDataset, ValidationReport
+from ..formats import FORMATS, get_format
 from .ingest import DocumentIngest, _dataset, _empty, ingest_documents
 
 
@@ -102,7 +103,7 @@ _WORD = re.compile(r"\S+")
 def instruction_pairs(
     source,
     template: str | PairTemplate = "explain",
-    format: Literal["instruction", "prompt_completion"] = "instruction",
+    format: str = "instruction",
     *,
     min_words: int = 8,
     skip_headings: tuple[str, ...] = SKIP_HEADINGS,
@@ -112,8 +113,9 @@ def instruction_pairs(
     Args:
         source: A ``DocumentIngest``, or a file or folder to ingest first.
         template: A name in ``PAIR_TEMPLATES`` or a function ``SectionRef -> str``.
-        format: ``instruction`` (instruction = prompt, input empty, output = section text)
-            or ``prompt_completion``.
+        format: A format whose rows can be built from a prompt and its answer
+            (``Format.pair_row``): ``instruction`` (instruction = prompt, input empty, output =
+            section text), ``prompt_completion`` or ``chat``.
         min_words: Sections with fewer words are left out (too little to answer with).
         skip_headings: Headings (case-insensitive) whose sections are left out.
 
@@ -121,8 +123,10 @@ def instruction_pairs(
         A ``LoadedDataset`` in ``format`` with ``path``, ``title``, ``section`` and
         ``template`` columns and ``_file``/``_line`` pointing at the section heading.
     """
-    if format not in ("instruction", "prompt_completion"):
-        raise ValueError(f"format must be 'instruction' or 'prompt_completion', not {format!r}.")
+    fmt = get_format(format)
+    if not fmt.conversational:
+        raise ValueError(f"format must be one whose rows are a prompt and an answer "
+                         f"({', '.join(n for n, f in FORMATS.items() if f.conversational)}), not {format!r}.")
     if isinstance(template, str):
         if template not in PAIR_TEMPLATES:
             raise ValueError(f"unknown template {template!r}; choose one of {', '.join(sorted(PAIR_TEMPLATES))} "
@@ -138,11 +142,10 @@ def instruction_pairs(
             continue
         ref = SectionRef(r.title, r.heading, r.section, int(r.level), intro=r.heading == r.title)
         prompt = make(ref)
-        row = {"instruction": prompt, "input": "", "output": r.text} if format == "instruction" else \
-            {"prompt": prompt, "completion": r.text}
+        row = fmt.pair_row(prompt, r.text)
         rows.append({**row, "path": r.path, "title": r.title, "section": r.section, "template": name,
                      "_file": r.path, "_line": r.line})
-    fields = ("instruction", "input", "output") if format == "instruction" else ("prompt", "completion")
+    fields = fmt.fields
     mapping = {f: f for f in fields}
     source_label = ingest.corpus.source
     report = ValidationReport((), len(rows), len(rows), (f"{len(rows)} pairs from {len(ingest.sections)} sections, "

@@ -1,43 +1,16 @@
-"""An experiment end to end in-process: data from its config, splits, training, the run folder.
+"""Training progress on the terminal: a bar fed training-log entries, and a follower of a log another process writes.
 
-``finetune`` is what ``workbench train`` and the fine-tuning notebook call. (Papermill runs,
-run ids, manifests and sweeps build on it.)
+``workbench train`` feeds ``TerminalProgress`` from the training callback; ``workbench run``
+feeds it through ``LogTail``, which follows the ``train_log.jsonl`` a notebook's kernel appends to.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
-
-from .config import ExperimentConfig
-from .data import data_report, load_dataset
-from .data.split import Splits
-from .train import TrainResult, pretrain, run_training
-
-
-def experiment_splits(cfg: ExperimentConfig, out_dir=None) -> Splits:
-    """Load, clean and split the experiment's data (a separate ``eval_split`` becomes the test split)."""
-    d = cfg.data
-    report = data_report(d.source, **d.load_kwargs(), dedupe=d.dedupe, redact=d.redact_pii,
-                         test=0.0 if d.eval_split else d.test, validation=d.validation, seed=d.seed,
-                         stratify=d.stratify, out_dir=out_dir)
-    splits = report.splits
-    if d.eval_split:
-        test = load_dataset(d.source, format=d.format, columns=d.columns or None, split=d.eval_split, strict=d.strict)
-        if out_dir is not None:
-            from .files import atomic_write_jsonl
-
-            atomic_write_jsonl(Path(out_dir) / "test.jsonl", test.records())
-        parts = dict(splits.parts)
-        parts["test"] = test
-        prints = dict(splits.fingerprints)
-        prints["test"] = test.fingerprint()
-        splits = Splits(parts, prints, splits.seed, {**splits.ratios, "test": None}, splits.stratify,
-                        splits.source_fingerprint, splits.dropped_rare)
-    return splits
 
 
 class TerminalProgress:
@@ -99,18 +72,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def finetune(cfg: ExperimentConfig, progress: bool = False, stop: threading.Event | None = None,
-             on_log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train the experiment's model on its data; returns the run's result."""
-    callback = on_log
-    if progress:
-        bar = TerminalProgress()
-        callback = (lambda e: (bar(e), on_log(e))) if on_log else bar
-    if cfg.model.task == "causal-lm" and cfg.data.format == "corpus" and cfg.model.name_or_path.startswith("scratch"):
-        corpus = load_dataset(cfg.data.source, **cfg.data.load_kwargs())
-        preset = cfg.model.name_or_path.partition(":")[2] or "small"
-        return pretrain(corpus, cfg.train.output_dir, cfg.train, vocab_size=cfg.pretrain.vocab_size, preset=preset,
-                        stop=stop, on_log=callback)
-    splits = experiment_splits(cfg)
-    return run_training(splits["train"], splits.parts.get("validation"), cfg.model, cfg.train, cfg.lora, cfg.quant,
-                        stop=stop, on_log=callback)
+class LogTail(threading.Thread):
+    """Follows a JSONL log another process appends to, handing each new entry to ``on_entry``."""
+
+    def __init__(self, path: Path, on_entry, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.path, self.on_entry, self.interval = Path(path), on_entry, interval
+        self.offset, self.done = 0, threading.Event()
+
+    def poll(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self.offset += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and "step" in entry:
+                self.on_entry(entry)
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.poll()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.poll()

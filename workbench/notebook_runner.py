@@ -1,0 +1,264 @@
+"""The papermill runner: an experiment's notebooks, executed in order into a run folder.
+
+``run_experiment`` executes the experiment's notebooks in order with papermill, each with
+parameters taken from the experiment's config sections (a notebook's metadata says which
+config dataclasses its parameters mirror), into ``runs/<name>/<run-id>/`` (the layout is in
+``workbench.run_folders``). The step plan turns the experiment's notebook list into
+executions: one fine-tuning step per method, a pretraining step first when the experiment
+pretrains, the comparison over every model made before it.
+
+A failing cell or a dead kernel (killed, out of memory) marks the run failed, keeps the
+executed notebook, and raises ``RunFailed`` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .config import ConfigError, ExperimentConfig, dump_yaml, section_names
+from .files import atomic_write_text
+from .pipeline import experiment_splits
+from .progress import LogTail, TerminalProgress
+from .run_folders import (
+    RunFailed,
+    RunRecord,
+    collect_metrics,
+    manifest,
+    new_run_dir,
+    write_config,
+    write_manifest,
+    write_metrics,
+    write_status,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+#: A notebook's config class (``metadata.workbench.configs``) to its experiment section, from ExperimentConfig.
+SECTION_OF = section_names()
+
+
+# --------------------------------------------------------------------------- notebooks and their parameters
+
+
+def notebook_path(name: str) -> Path:
+    """A notebook given as a path, or by name in notebooks/."""
+    p = Path(name)
+    if p.exists():
+        return p.resolve()
+    if (NOTEBOOKS / name).exists():
+        return NOTEBOOKS / name
+    raise ConfigError(f"notebook {name!r} not found in {NOTEBOOKS} or as a path")
+
+
+def _absolute(value: str) -> str:
+    """Paths in a config are relative to where the command runs; notebooks run in notebooks/."""
+    if value and not value.startswith(("/", "~")) and (Path.cwd() / value).exists():
+        return str((Path.cwd() / value).resolve())
+    return value
+
+
+def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config with its local paths (data, pretraining corpus, model folder) made absolute.
+
+    Step configs are read by notebooks that run in notebooks/, not where the command ran.
+    """
+    return replace(cfg, data=replace(cfg.data, source=_absolute(cfg.data.source)),
+                   pretrain=replace(cfg.pretrain, source=_absolute(cfg.pretrain.source)),
+                   model=replace(cfg.model, name_or_path=_absolute(cfg.model.name_or_path)))
+
+
+def _primitive(value, default):
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    if value is None:
+        return 0 if isinstance(default, (int, float)) and not isinstance(default, bool) else ""
+    return value
+
+
+def notebook_parameters(path: Path, cfg: ExperimentConfig, extra: dict) -> dict:
+    """Parameters for one notebook: its declared config sections' values, then ``extra``."""
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("workbench", {})
+    declared = pm.inspect_notebook(str(path))
+    sections = [SECTION_OF[c] for c in meta.get("configs", []) if c in SECTION_OF]
+    out = {}
+    for name, info in declared.items():
+        # A parameters cell holds primitives only, so its defaults are literals.
+        default = ast.literal_eval(info["default"]) if info.get("default") else None
+        if name in extra:
+            out[name] = extra[name]
+            continue
+        for section in sections:
+            obj = getattr(cfg, section, None)
+            if obj is not None and name in {f.name for f in dataclasses.fields(obj)}:
+                out[name] = _primitive(getattr(obj, name), default)
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- executing one notebook
+
+
+def _kernel_manager(log: Path):
+    """A kernel manager whose kernel writes its stderr to ``log`` (kept in the run folder), not the terminal."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            handle = open(log, "ab")  # noqa: SIM115 - the kernel process holds it; closed with the manager
+            self._stderr_log = handle
+            return await super().start_kernel(**{**kw, "stderr": handle})
+
+        async def shutdown_kernel(self, *args, **kw):
+            try:
+                return await super().shutdown_kernel(*args, **kw)
+            finally:
+                getattr(self, "_stderr_log", None) and self._stderr_log.close()
+
+    return KernelManager
+
+
+def _execute(path: Path, out: Path, params: dict, timeout: int | None) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
+                        progress_bar=False, execution_timeout=timeout, log_output=False,
+                        kernel_manager_class=_kernel_manager(out.with_suffix(".kernel.log")))
+
+
+def _headline(message: str, limit: int = 400) -> str:
+    """One line of an error message; "1 problem:"-style headers keep the line they introduce."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()] or [""]
+    text = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason(exc: BaseException, notebook: Path) -> str:
+    name = type(exc).__name__
+    if name == "PapermillExecutionError":
+        return f"{notebook.name}: cell {exc.exec_count}: {exc.ename}: {_headline(str(exc.evalue))}"
+    if name in ("DeadKernelError",) or "died" in str(exc).lower() or "dead" in str(exc).lower():
+        return (f"{notebook.name}: the kernel died (killed, or out of memory) while running; its stderr is in "
+                f"{notebook.with_suffix('.kernel.log').name}")
+    if name in ("CellTimeoutError", "TimeoutError"):
+        return f"{notebook.name}: a cell ran past the time limit"
+    return f"{notebook.name}: {name}: {_headline(str(exc))}"
+
+
+# --------------------------------------------------------------------------- the step plan and the run
+
+
+def _step_plan(cfg: ExperimentConfig, run_dir: Path) -> list[tuple[str, str, dict, ExperimentConfig]]:
+    """(notebook, label, extra parameters, config) for each notebook execution."""
+    plan = []
+    model_path = cfg.model.name_or_path
+    if cfg.pretrain.source:
+        pre = cfg.pretrain
+        pre_cfg = replace(cfg, data=replace(cfg.data, source=pre.source, format="corpus", columns={}, split=None,
+                                            eval_split=None, validation=0.0, test=0.0, stratify=None),
+                          model=replace(cfg.model, name_or_path="", task="pretraining", method="full"),
+                          train=replace(cfg.train, epochs=pre.epochs, max_steps=pre.max_steps,
+                                        learning_rate=pre.learning_rate, batch_size=pre.batch_size,
+                                        max_length=pre.max_length, packing=True, save_steps=0))
+        plan.append(("03_finetune.ipynb", "pretrain", {"output_dir": str(run_dir / "pretrain"), "train_now": True,
+                                                       "eval_split": "", "test": 0.0, "validation": 0.0}, pre_cfg))
+        model_path = str(run_dir / "pretrain" / "model")
+    models = {}
+    if cfg.pretrain.source or cfg.model.task == "causal-lm":
+        models["base"] = model_path
+    for name in cfg.notebooks:
+        stem = Path(name).stem
+        if stem.startswith("03_finetune"):
+            for method in cfg.method_list():
+                step_cfg = replace(cfg, model=replace(cfg.model, name_or_path=model_path, method=method))
+                out = run_dir / f"train-{method}"
+                plan.append((name, f"finetune-{method}", {"output_dir": str(out), "train_now": True}, step_cfg))
+                models[method] = str(out / "model")
+        elif stem.startswith("04_compare"):
+            plan.append((name, "compare", {"models": ", ".join(f"{k}={v}" for k, v in models.items()),
+                                           "reference": "" , "report_dir": str(run_dir / "compare"),
+                                           "probe": True}, cfg))
+        elif stem.startswith("01_explore"):
+            plan.append((name, "data", {"out_dir": ""}, cfg))  # the runner writes the splits itself
+        elif stem.startswith("02_tokenization"):
+            # A base pretrained in this run has no tokenizer until its step has run: measure with the
+            # knowledge-base BPE it is trained like.
+            tok = "kb-bpe" if cfg.pretrain.source else model_path
+            plan.append((name, "tokens", {"tokenizers": tok, "sample": cfg.tokens.sample or 0}, cfg))
+        else:
+            plan.append((name, stem, {}, cfg))
+    return plan
+
+
+def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_dir: Path | None = None,
+                   argv: list[str] | None = None, timeout: int | None = None, echo=None,
+                   progress: bool = False) -> RunRecord:
+    """Run every notebook of the experiment into a new run folder (see the module docstring).
+
+    Args:
+        cfg: The experiment.
+        runs_root: Where ``<name>/<run-id>`` folders go.
+        argv: The command line to record (redacted); default ``sys.argv``.
+        timeout: Seconds a single cell may run; None for no limit.
+        echo: Called with a one-line message per step (the terminal progress).
+        progress: Draw a progress bar on stderr while a training step runs (from its training log).
+
+    Raises:
+        RunFailed: a cell failed or the kernel died; the run folder keeps the executed notebook.
+    """
+    start = time.time()
+    # Absolute: notebooks run in notebooks/, and every path handed to them derives from this one.
+    run_dir = (run_dir or new_run_dir(cfg, Path(runs_root))).resolve()
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, cfg)
+    man = manifest(cfg, run_dir, argv)
+    write_manifest(run_dir, man)
+    write_status(run_dir, "running", start)
+    # The data fingerprints come from the same splitting the training uses, so rerun can check them.
+    splits = experiment_splits(cfg, out_dir=run_dir / "data" / "splits")
+    man["data"] = {"source": cfg.data.source, "source_fingerprint": splits.source_fingerprint,
+                   "splits": dict(splits.fingerprints)}
+    write_manifest(run_dir, man)
+    plan = _step_plan(cfg, run_dir)
+    for i, (name, label, extra, step_cfg) in enumerate(plan, start=1):
+        path = notebook_path(name)
+        out = run_dir / "notebooks" / f"{i:02d}-{label}.ipynb"
+        if echo:
+            echo(f"[{i}/{len(plan)}] {label}: {path.name}")
+        write_status(run_dir, "running", start, step=f"{i}/{len(plan)} {label}")
+        step_cfg = absolute_paths(step_cfg)
+        params = notebook_parameters(path, step_cfg, {**extra, "experiment": ""})
+        if "experiment" in params:  # notebooks that take the whole resolved step config, not only their form
+            step_file = run_dir / "notebooks" / f"{i:02d}-{label}.yaml"
+            atomic_write_text(step_file, dump_yaml(step_cfg))
+            params["experiment"] = str(step_file)
+        tail = None
+        if progress and extra.get("train_now") and extra.get("output_dir"):
+            bar = TerminalProgress(label=f"  {label}")
+            tail = LogTail(Path(extra["output_dir"]) / "train_log.jsonl", bar)
+            tail.start()
+        try:
+            _execute(path, out, params, timeout)
+        except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised as RunFailed
+            reason = _reason(e, out)
+            write_status(run_dir, "failed", start, reason, finished=time.time(), step=f"{i}/{len(plan)} {label}")
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise RunFailed(run_dir, reason) from None
+        finally:
+            if tail is not None:
+                tail.stop()
+                bar.close()
+    metrics = collect_metrics(run_dir)
+    write_metrics(run_dir, metrics)
+    write_status(run_dir, "succeeded", start, finished=time.time())
+    return RunRecord(run_dir, "succeeded", metrics, time.time() - start)

@@ -1,0 +1,77 @@
+"""Running an experiment again: a rerun of a finished run, and a sweep over a grid of values."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, ExperimentConfig, load_yaml
+from .data import DatasetError, Problem
+from .notebook_runner import run_experiment
+from .pipeline import experiment_splits
+from .run_folders import RunRecord
+
+
+def rerun(run_dir: str | Path, runs_root: str | Path | None = None, echo=None,
+          progress: bool = False) -> RunRecord:
+    """Repeat a run from its resolved config; refuse when its data changed since."""
+    run_dir = Path(run_dir)
+    cfg = load_yaml(ExperimentConfig, run_dir / "config.yaml")
+    recorded = json.loads((run_dir / "manifest.json").read_text()).get("data", {})
+    if recorded.get("splits"):
+        now = experiment_splits(cfg).fingerprints
+        changed = {k: (v, now.get(k)) for k, v in recorded["splits"].items() if now.get(k) != v}
+        if changed:
+            detail = ", ".join(f"{k}: {a} then, {b} now" for k, (a, b) in changed.items())
+            raise DatasetError(Problem(
+                kind="fingerprint_mismatch", file=cfg.data.source,
+                message=f"the data changed since {run_dir.name} ran ({detail}), so the run cannot be repeated.",
+                fix="Restore the data the run used, or start a new run with `workbench run`."))
+    root = Path(runs_root) if runs_root else run_dir.parent.parent
+    return run_experiment(cfg, root, echo=echo, progress=progress)
+
+
+def grid(options: list[str]) -> list[dict]:
+    """``["lr=1e-4,3e-4", "lora.r=8,16"]`` to the list of all combinations."""
+    axes = []
+    for opt in options:
+        key, sep, values = opt.partition("=")
+        if not sep or not values:
+            raise ConfigError(f"--grid takes KEY=V1,V2,..., not {opt!r}")
+        axes.append([(key.strip(), v.strip()) for v in values.split(",") if v.strip()])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
+def sweep(cfg_path: str | Path, options: list[str], parallel: int = 1, runs_root: str | Path = "runs",
+          echo=print) -> list[dict]:
+    """Run the experiment once per grid point (each a ``workbench run`` process, at most ``parallel`` at once)."""
+    points = grid(options)
+    procs: list[tuple[dict, subprocess.Popen]] = []
+    results = []
+    pending = list(points)
+    while pending or procs:
+        while pending and len(procs) < max(1, parallel):
+            point = pending.pop(0)
+            cmd = [sys.executable, "-m", "workbench.cli", "run", str(cfg_path), "--runs", str(runs_root), "--quiet"]
+            for k, v in point.items():
+                cmd += ["-p", f"{k}={v}"]
+            procs.append((point, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        still = []
+        for point, proc in procs:
+            if proc.poll() is None:
+                still.append((point, proc))
+                continue
+            output = proc.stdout.read() if proc.stdout else ""
+            m = re.search(r"run folder (\S+)", output)
+            results.append({"params": point, "returncode": proc.returncode, "run_dir": m.group(1) if m else None,
+                            "output": output.strip().splitlines()[-1] if output.strip() else ""})
+            if echo:
+                echo(f"{'ok  ' if proc.returncode == 0 else 'FAIL'} {point} -> {results[-1]['run_dir']}")
+        procs = still
+        time.sleep(0.2)
+    return results

@@ -1,0 +1,66 @@
+"""Tokenizers: loading one (local folder or hub id, fast only), training a byte-level BPE, naming
+and fingerprinting one. Statistics over datasets are in ``workbench.tokens``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterable
+
+
+def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, **kwargs):
+    """A fast tokenizer from a local folder or a hub id (``trust_remote_code`` off unless asked for)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"{name_or_path}: a fast tokenizer is needed (offsets are used for loss masks).")
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token  # decoder-only models often ship without one
+    return tok
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 2,
+                    chat_template: str | None = None):
+    """Train a byte-level BPE tokenizer on ``texts`` (for models pretrained from scratch and for tests).
+
+    The result has ``<|bos|>`` (added in front by the post-processor), ``<|eos|>``, ``<|pad|>``
+    and no unknown token (byte-level BPE can spell anything).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|pad|>", "<|bos|>", "<|eos|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    bos = tok.token_to_id("<|bos|>")
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", bos)]),
+    ])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
+                                   pad_token="<|pad|>")
+    if chat_template:
+        fast.chat_template = chat_template
+    return fast
+
+
+def tokenizer_name(tokenizer) -> str:
+    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+
+
+_TOK_PRINTS: dict[int, str] = {}
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of the tokenizer's vocabulary, rules and template."""
+    key = id(tokenizer)
+    if key not in _TOK_PRINTS:
+        h = hashlib.sha1(tokenizer.backend_tokenizer.to_str().encode())
+        h.update(str(getattr(tokenizer, "chat_template", "")).encode())
+        _TOK_PRINTS[key] = h.hexdigest()[:16]
+    return _TOK_PRINTS[key]
