@@ -136,6 +136,26 @@ def test_token_panel_shows_errors_instead_of_raising():
     assert "wb-error" in p.table.value and "has no chat template" in p.table.value
 
 
+def test_token_panel_form_keeps_the_fields_it_does_not_show_and_calls_its_core_function():
+    from workbench.tokens import token_report
+
+    tok = word_tokenizer(WORDS)
+    ds = load_dataset(pd.DataFrame({"prompt": ["hello there"], "completion": ["hi"]}))
+    asked = []
+
+    def report(ds, toks, cfg):
+        asked.append(cfg)
+        return token_report(ds, toks, cfg)
+
+    start = TokenConfig(max_length=64, sample=None, grad_accum=3, epochs=2.5, truncation_warn=0.2, seed=7)
+    p = TokenPanel(ds, {"words": tok}, start, report=report)
+    p.max_length.value = 32
+    p.batch.value = 4
+    want = TokenConfig(max_length=32, batch_size=4, sample=None, grad_accum=3, epochs=2.5, truncation_warn=0.2, seed=7)
+    assert p.current_cfg() == want and asked[-1] == want
+    assert bytes(p.hist.value).startswith(b"\x89PNG") and "words" in p.table.value
+
+
 def _stub_run(steps=50):
     """A stand-in for run_training that logs steps and honours Stop, like the real one."""
     import threading
@@ -247,6 +267,32 @@ def test_runs_panel_sorts_filters_overlays_and_diffs(tmp_path):
     assert yaml.safe_load((Path(paths[0]) / "config.yaml").read_text())["train"]["learning_rate"] in (1e-4, 3e-4, 2e-4)
 
 
+def test_runs_panel_shows_what_its_core_functions_give(tmp_path):
+    import pandas as pd
+
+    from workbench.panels import RunsPanel
+
+    report = tmp_path / "report.html"
+    report.write_text("<p>the report</p>")
+    table = pd.DataFrame([{"experiment": "e", "run": "r1", "status": "succeeded", "path": "/a"},
+                          {"experiment": "e", "run": "r2", "status": "failed", "path": "/b"}])
+    asked = []
+    diff = ([("train.learning_rate", 1e-4, 3e-4)], [("train-full.eval_loss", 1.0, 0.5, -0.5)])
+    p = RunsPanel("unused", lister=lambda root: table, comparer=lambda a, b: diff,
+                  curves=lambda runs: asked.append(runs) or [("r1", [(1, 2.0), (2, 1.0)])],
+                  report=lambda run: report if run == "/a" else None)
+    assert p.table.value.count("</tr>") == 3 and "r2" in p.table.value
+    p.select.value = ("/a", "/b")
+    assert asked == [[Path("/a"), Path("/b")]] and bytes(p.curves.value).startswith(b"\x89PNG")
+    p.diff_btn.click()
+    assert "train.learning_rate" in p.diff.value and "-0.5" in p.diff.value
+    p.report_btn.click()
+    assert "the report" in p.report.value
+    p.select.value = ("/b",)
+    p.report_btn.click()
+    assert "Select a run with a comparison report" in p.report.value
+
+
 def test_dashboard_loads_a_dataset_into_every_tab(tmp_path):
     from workbench.config import ModelConfig, TrainConfig
     from workbench.panels import Dashboard
@@ -267,23 +313,50 @@ def test_dashboard_loads_a_dataset_into_every_tab(tmp_path):
     assert d.train_panel._run_dirs().startswith(str(tmp_path / "runs" / "dashboard"))
 
 
-def test_dashboard_compares_classifiers_on_classification_data(tmp_path, monkeypatch):
-    import workbench.compare as compare
+def test_dashboard_compares_classifiers_on_classification_data(tmp_path):
+    from functools import partial
+
+    from workbench.compare import model_set
     from workbench.config import ModelConfig, TrainConfig
     from workbench.panels import Dashboard
     from workbench.panels.compare import ClassifierComparePanel
 
     loaded = []
-    monkeypatch.setattr(compare, "classifier_predictor", lambda path: loaded.append(path) or (lambda texts: []))
+    models = partial(model_set, predictor=lambda path: loaded.append(path) or (lambda texts: []))
     d = Dashboard("tests/fixtures/formats/cls.tsv", ["kb-bpe"], ModelConfig(name_or_path="unused"),
-                  TrainConfig(max_length=64), tmp_path / "runs", compare_models={"tuned": "runs/x/model"})
+                  TrainConfig(max_length=64), tmp_path / "runs", compare_models={"tuned": "runs/x/model"},
+                  models=models)
     assert isinstance(d.compare_panel, ClassifierComparePanel) and loaded == ["runs/x/model"]
     assert d.tabs.children[3].children[0] is d.compare_panel.widget
+    assert d.train_panel.model_cfg.task == "sequence-classification"
 
-    def broken(path):
-        raise FileNotFoundError(f"{path} has no classifier.json")
+    def broken(ds, folders):
+        raise FileNotFoundError(f"{next(iter(folders.values()))} has no classifier.json")
 
-    monkeypatch.setattr(compare, "classifier_predictor", broken)
-    d.load_btn.click()
-    assert "wb-error" in d.tabs.children[3].children[0].value and "no classifier.json" in \
+    d = Dashboard("tests/fixtures/formats/cls.tsv", ["kb-bpe"], ModelConfig(name_or_path="unused"),
+                  TrainConfig(max_length=64), tmp_path / "runs", compare_models={"tuned": "runs/x/model"},
+                  models=broken)
+    assert "wb-error" in d.tabs.children[3].children[0].value and "runs/x/model has no classifier.json" in \
         d.tabs.children[3].children[0].value
+
+
+def test_dashboard_takes_its_split_and_task_from_the_functions_it_is_given(tmp_path):
+    from types import SimpleNamespace
+
+    from workbench.config import ModelConfig, TrainConfig
+    from workbench.data import split_dataset
+    from workbench.panels import Dashboard
+
+    asked = []
+
+    def halves(ds):
+        asked.append(len(ds))
+        return split_dataset(ds, test=0.0, validation=0.5, stratify=None)
+
+    d = Dashboard("datasets/it_support/tickets.jsonl", ["kb-bpe"], ModelConfig(name_or_path="unused"),
+                  TrainConfig(max_length=64), tmp_path / "runs", split=halves,
+                  task=lambda ds: SimpleNamespace(name="sequence-classification"))
+    assert asked == [335]
+    assert len(d.train_panel.train_ds) + len(d.train_panel.eval_ds) == 335
+    assert abs(len(d.train_panel.train_ds) - len(d.train_panel.eval_ds)) <= 1
+    assert d.train_panel.model_cfg.task == "sequence-classification"

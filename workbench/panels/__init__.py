@@ -2,7 +2,7 @@
 widgets, wires handlers that read widget values and call the core, and renders the result.
 Core callables are passed in so tests can hand panels stubs."""
 
-from .compare import ClassifierComparePanel, ComparePanel
+from .compare import ClassifierComparePanel, ComparePanel, compare_panel
 from .dashboard import Dashboard
 from .dataset import DatasetPanel
 from .runs import RunsPanel
@@ -10,4 +10,4 @@ from .tokens import TokenPanel
 from .train import TrainPanel
 
 __all__ = ["ClassifierComparePanel", "ComparePanel", "Dashboard", "DatasetPanel", "RunsPanel", "TokenPanel",
-           "TrainPanel"]
+           "TrainPanel", "compare_panel"]

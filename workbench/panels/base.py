@@ -7,11 +7,33 @@ import threading
 
 import ipywidgets as widgets
 
+from ..config import field_help
+
+
+def form_field(factory, cls: type, name: str, value, label: str | None = None, **kwargs) -> widgets.Widget:
+    """A form widget for config field ``cls.name``: labelled with the field's name (or ``label``),
+    its docstring as the tooltip, so the form says what the YAML and the command line say.
+
+    Args:
+        factory: The widget class (``widgets.IntSlider``...).
+        cls, name: The config dataclass and its field.
+        value: The starting value.
+        label: A shorter or clearer label than the field name.
+        **kwargs: More widget settings (bounds, options).
+    """
+    return factory(value=value, description=label or name.replace("_", " "), tooltip=field_help(cls, name), **kwargs)
+
 
 class Panel:
     """Base of the panels: ``widget`` is the root; a panel displays itself in a notebook."""
 
     widget: widgets.Widget
+    form: dict[tuple[type, str], widgets.Widget] = {}
+    """The widgets that edit config fields, by (config class, field name)."""
+
+    def form_values(self, cls: type) -> dict:
+        """The form's values for the fields of ``cls`` (for ``dataclasses.replace``)."""
+        return {name: w.value for (owner, name), w in self.form.items() if owner is cls}
 
     def show(self):
         from IPython.display import display

@@ -14,11 +14,11 @@ from typing import Callable
 import ipywidgets as widgets
 import pandas as pd
 
-from ..compare import (compare_classifiers, compare_generators, disagreement, generate, load_generator,
-                       per_class_table, top_labels)
+from ..compare import (ModelSet, compare_classifiers, compare_generators, disagreement, generate, load_generator,
+                       per_class_table, prompts_and_references, top_labels)
 from ..config import CompareConfig, TokenConfig
-from ..data.load import LoadedDataset
-from ..tokens import generation_prompt
+from ..data.dataset import LoadedDataset
+from ..templates import generation_prompt
 from .base import Panel
 
 
@@ -123,13 +123,9 @@ class ComparePanel(Panel):
 
     def sample(self, row: int | None = None) -> int:
         """Put a test example's prompt in the box (and its reference below)."""
-        from ..compare import prompts_and_references
-        from ..tokens import to_messages
-
         row = random.randrange(len(self.test)) if row is None else row
         rec = self.test.frame[list(self.test.fields)].iloc[row].to_dict()
-        msgs = to_messages(rec, self.test.format)
-        self.prompt.value = msgs[0]["content"]
+        self.prompt.value = self.test.spec.prompt_text(rec)
         _, refs = prompts_and_references(self.test.with_frame(self.test.frame.iloc[[row]]), _TextOnlyTok())
         self.reference.value = f"<b>Reference</b> ({html.escape(self.test.where(row))}): {html.escape(refs[0])}"
         return row
@@ -239,13 +235,15 @@ class ClassifierComparePanel(Panel):
         test: A labelled test split, for sampling texts and for the metrics.
         cfg: Bootstrap settings.
         top: How many labels to show per model.
+        comparer: The core function, ``compare_classifiers`` (tests pass a stub).
     """
 
     def __init__(self, scorers: dict, test: LoadedDataset | None = None, cfg: CompareConfig = CompareConfig(),
-                 top: int = 3):
+                 top: int = 3, comparer: Callable = compare_classifiers):
         if not scorers:
             raise ValueError("ClassifierComparePanel needs at least one model")
         self.scorers, self.test, self.cfg, self.top = dict(scorers), test, cfg, top
+        self._compare = comparer
         self.truth: str | None = None
         self._sampled = ""
         self.predictions: dict[str, list[tuple[str, float]]] = {}
@@ -323,8 +321,8 @@ class ClassifierComparePanel(Panel):
 
         def work():
             try:
-                self.comparison = c = compare_classifiers(self.test, {n: self.scorers[n] for n in names}, names[0],
-                                                          self.cfg)
+                self.comparison = c = self._compare(self.test, {n: self.scorers[n] for n in names}, names[0],
+                                                    self.cfg)
                 per_class = per_class_table(c)
                 self.metrics_html.value = (
                     c.metrics[["accuracy", "accuracy_low", "accuracy_high", "macro_f1", "examples_per_s"]]
@@ -334,7 +332,7 @@ class ClassifierComparePanel(Panel):
                     + "<h4>Classes that changed most (F1)</h4>"
                     + pd.concat([per_class.head(5), per_class.tail(5)]).round(3).to_html())
                 preds = [f"pred:{n}" for n in names]
-                differ = c.examples[c.examples[preds].nunique(axis=1) > 1]
+                differ = disagreement(c)
                 self.examples_html.value = (f"<p>{len(differ)} of {len(c.examples)} examples get different labels."
                                             "</p>" + differ[["where", "text", "label", *preds]].head(50)
                                             .to_html(index=False, classes="wb-disagreements"))
@@ -344,6 +342,17 @@ class ClassifierComparePanel(Panel):
                 self.metrics_html.value = self.error_html(e)
 
         return self._start(work, "compare-score")
+
+
+def compare_panel(models: ModelSet, test: LoadedDataset | None = None,
+                  cfg: CompareConfig = CompareConfig()) -> ClassifierComparePanel | ComparePanel | None:
+    """The side-by-side panel for a ``ModelSet`` (``workbench.compare.model_set``): classifiers or causal LMs.
+
+    Returns None when there are no models.
+    """
+    if not models.models:
+        return None
+    return (ClassifierComparePanel if models.classifiers else ComparePanel)(models.models, test, cfg)
 
 
 class _TextOnlyTok:

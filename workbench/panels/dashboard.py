@@ -6,13 +6,18 @@ import html
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import ipywidgets as widgets
 
+from ..compare import model_set
 from ..config import ModelConfig, TokenConfig, TrainConfig
-from ..data import load_dataset, split_dataset
+from ..data import load_dataset
+from ..pipeline import quick_splits
+from ..presets import resolve_tokenizer
+from ..tasks import task_for
 from .base import Panel
-from .compare import ClassifierComparePanel, ComparePanel
+from .compare import compare_panel
 from .dataset import DatasetPanel
 from .runs import RunsPanel
 from .tokens import TokenPanel
@@ -28,11 +33,16 @@ class Dashboard(Panel):
         model, train_cfg: What the Train tab trains; runs go to ``runs_root/dashboard/<time>``.
         runs_root: The runs folder the Runs tab shows.
         compare_models: Name to model folder for the Compare tab.
+        split, task, models: The core decisions, ``quick_splits`` (how a loaded dataset is split for
+            the Train tab), ``task_for`` (what the model learns from it) and ``model_set`` (how
+            ``compare_models`` load for its format); tests pass stand-ins.
     """
 
     def __init__(self, source: str = "", tokenizers: list[str] | None = None, model: ModelConfig = ModelConfig(),
                  train_cfg: TrainConfig = TrainConfig(), runs_root: str | Path = "runs",
-                 compare_models: dict[str, str] | None = None):
+                 compare_models: dict[str, str] | None = None, split: Callable = quick_splits,
+                 task: Callable = task_for, models: Callable = model_set):
+        self._split, self._task, self._models = split, task, models
         self.tokenizers = tokenizers or ["kb-bpe"]
         self.model, self.train_cfg, self.runs_root = model, train_cfg, Path(runs_root)
         self.compare_models = compare_models or {}
@@ -62,12 +72,9 @@ class Dashboard(Panel):
 
     def load(self) -> None:
         """Load the dataset in the box and build the panels over it."""
-        from ..presets import resolve_tokenizer
-
         try:
             ds = load_dataset(self.source.value.strip(), strict=False)
-            splits = split_dataset(ds, test=0.0, validation=0.1, rare="train",
-                                   stratify="auto" if ds.format == "classification" else None)
+            splits = self._split(ds)
         except Exception as e:  # noqa: BLE001 - bad data shows its problems in the dashboard
             self.status.value = self.error_html(e)
             return
@@ -76,22 +83,16 @@ class Dashboard(Panel):
         self.dataset_panel = DatasetPanel(ds)
         toks = {name: (lambda n=name: resolve_tokenizer(n)) for name in self.tokenizers}
         self.token_panel = TokenPanel(ds, toks, TokenConfig(max_length=self.train_cfg.max_length, sample=5000))
-        task = "sequence-classification" if ds.format == "classification" else "causal-lm"
-        self.train_panel = TrainPanel(splits["train"], splits.parts.get("validation"), replace(self.model, task=task),
-                                      self.train_cfg, run_dirs=self._new_run_dir)
+        self.train_panel = TrainPanel(splits["train"], splits.parts.get("validation"),
+                                      replace(self.model, task=self._task(ds).name), self.train_cfg,
+                                      run_dirs=self._new_run_dir)
         compare = widgets.HTML("<i>No models to compare: pass compare_models.</i>")
-        if self.compare_models and ds.format == "classification":
-            from ..compare import classifier_predictor
-
+        if self.compare_models:
             try:
-                scorers = {n: classifier_predictor(path) for n, path in self.compare_models.items()}
-                self.compare_panel = ClassifierComparePanel(scorers, ds)
+                self.compare_panel = compare_panel(self._models(ds, self.compare_models), ds)
                 compare = self.compare_panel.widget
             except Exception as e:  # noqa: BLE001 - a folder that is not a classifier says so in its tab
                 compare = widgets.HTML(self.error_html(e))
-        elif self.compare_models:
-            self.compare_panel = ComparePanel(self.compare_models, ds)
-            compare = self.compare_panel.widget
         for slot, content in zip(self.slots, [self.dataset_panel.widget, self.token_panel.widget,
                                               self.train_panel.widget, compare]):
             slot.children = [content]

@@ -6,10 +6,9 @@ import html
 
 import ipywidgets as widgets
 
-from ..data.load import LoadedDataset
-from ..explore import Explorer, Query, table_html
-from ..plots import label_bar, length_histogram, to_png
-from ..tokens import TextOnly, example_html, format_example
+from ..data.dataset import LoadedDataset
+from ..explore import Explorer, Query, distribution_plots, table_html
+from ..templates import TextOnly, example_html, format_example
 from .base import Panel
 
 ALL = "(all)"
@@ -25,11 +24,13 @@ class DatasetPanel(Panel):
         page_size: Rows per page.
         explorer: Builds the query engine (a test can pass a stub).
         pii_allow: Values that are not personal data (role mailboxes).
+        plots: Draws the Distributions tab from the explorer (``distribution_plots``; a test can pass a stub).
     """
 
     def __init__(self, ds: LoadedDataset, tokenizer=None, page_size: int = 20, explorer=Explorer,
-                 pii_allow: tuple[str, ...] = ()):
+                 pii_allow: tuple[str, ...] = (), plots=distribution_plots):
         self.ds = ds
+        self._plots = plots
         self.tokenizer = tokenizer
         self.pii_allow = pii_allow
         self.ex = explorer(ds)
@@ -48,8 +49,8 @@ class DatasetPanel(Panel):
                                       disabled=self.ex.labels is None)
         self.label.add_class("wb-label")
         top = int(max(self.ex.lengths["input"].max(initial=0), self.ex.lengths["output"].max(initial=0)))
-        generative = ds.format not in ("classification", "corpus")
-        self.length_field = widgets.Dropdown(options=["input", "output"] if generative else ["input"], value="input",
+        answers = ds.spec.target == "text"  # an answer to measure, not a label or nothing
+        self.length_field = widgets.Dropdown(options=["input", "output"] if answers else ["input"], value="input",
                                              description="Length of")
         self.length = widgets.IntRangeSlider(value=(0, top), min=0, max=max(top, 1), description="chars",
                                              continuous_update=False)
@@ -164,26 +165,16 @@ class DatasetPanel(Panel):
             return
         record = self.ds.frame[list(self.ds.fields)].iloc[row].to_dict()
         try:
-            fe = format_example(record, self.ds.format, self.tokenizer or TextOnly())
+            fe = format_example(record, self.ds.spec, self.tokenizer or TextOnly())
         except Exception as e:  # noqa: BLE001
             self.example.value = self.error_html(e)
             return
-        note = ("loss on the label (sequence classification)" if self.ds.format == "classification"
+        note = ("loss on the label (sequence classification)" if self.ds.spec.has_label
                 else "highlighted: the tokens the loss is computed on")
         self.example.value = (f"<div>{html.escape(self.ds.where(row))} · {note}</div>" + example_html(fe))
 
     def _render_plots(self) -> bool:
-        images = []
-        counts = self.ex.label_counts()
-        if len(counts):
-            images.append(widgets.Image(value=to_png(label_bar(counts, f"rows per {self.ex.label_column}")),
-                                        format="png"))
-        hists = {"input": self.ex.length_sample("input")}
-        if self.ds.format not in ("corpus", "classification"):
-            hists["output"] = self.ex.length_sample("output")
-        images.append(widgets.Image(value=to_png(length_histogram(hists, "length in characters", "characters")),
-                                    format="png"))
-        self.plots.children = images
+        self.plots.children = [widgets.Image(value=png, format="png") for png in self._plots(self.ex)]
         return True
 
     def _problems_html(self) -> str:

@@ -8,34 +8,18 @@ from typing import Callable
 
 import ipywidgets as widgets
 
-from ..experiments import compare_runs, list_runs
 from ..plots import to_png
+from ..runs_table import compare_runs, list_runs, loss_curves, run_report
 from .base import Panel
 
 
-def _train_logs(run: Path) -> dict[str, list[dict]]:
-    """Training logs of a run: its own (a training run folder) or those of its train-* steps."""
-    from ..train import load_log
-
-    logs = {}
-    if (run / "train_log.jsonl").exists():
-        logs[run.name] = load_log(run)
-    for sub in sorted(run.glob("train-*")) + sorted(run.glob("pretrain")):
-        if (sub / "train_log.jsonl").exists():
-            logs[f"{run.name}/{sub.name}"] = load_log(sub)
-    return logs
-
-
-def overlay_curves(runs: list[Path]):
-    """Training loss of every selected run on one plot."""
+def overlay_curves(curves: list[tuple[str, list[tuple[int, float]]]]):
+    """Training loss of every selected run on one plot; ``curves`` as ``runs_table.loss_curves`` gives them."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 2.8))
-    for run in runs:
-        for name, log in _train_logs(run).items():
-            points = [(e["step"], e["loss"]) for e in log if "loss" in e]
-            if points:
-                ax.plot(*zip(*points), label=name)
+    for name, points in curves:
+        ax.plot(*zip(*points), label=name)
     ax.set_xlabel("step", fontsize=9)
     ax.set_ylabel("training loss", fontsize=9)
     ax.legend(fontsize=6)
@@ -48,12 +32,16 @@ class RunsPanel(Panel):
 
     Args:
         runs_root: The runs folder.
-        lister: Builds the table (``workbench.experiments.list_runs``; tests pass a stub).
+        lister: Builds the table (``workbench.runs_table.list_runs``; tests pass a stub).
+        comparer: Config and metric differences of two runs (``workbench.runs_table.compare_runs``).
+        curves: Loss curves of the selected runs (``workbench.runs_table.loss_curves``).
+        report: A run's comparison report, or None (``workbench.runs_table.run_report``).
     """
 
-    def __init__(self, runs_root: str | Path = "runs", lister: Callable = list_runs):
+    def __init__(self, runs_root: str | Path = "runs", lister: Callable = list_runs,
+                 comparer: Callable = compare_runs, curves: Callable = loss_curves, report: Callable = run_report):
         self.root = Path(runs_root)
-        self._list = lister
+        self._list, self._compare, self._curves, self._report = lister, comparer, curves, report
         self.table_df = None
         self.refresh_btn = widgets.Button(description="Refresh", icon="refresh")
         self.refresh_btn.add_class("wb-refresh-runs")
@@ -117,7 +105,7 @@ class RunsPanel(Panel):
     def plot(self) -> None:
         runs = [Path(p) for p in self.select.value]
         if runs:
-            self.curves.value = to_png(overlay_curves(runs))
+            self.curves.value = to_png(overlay_curves(self._curves(runs)))
 
     def show_diff(self) -> None:
         runs = list(self.select.value)
@@ -125,7 +113,7 @@ class RunsPanel(Panel):
             self.diff.value = "<i>Select exactly two runs.</i>"
             return
         try:
-            config, metrics = compare_runs(*runs)
+            config, metrics = self._compare(*runs)
         except (OSError, ValueError) as e:
             self.diff.value = self.error_html(e)
             return
@@ -139,8 +127,8 @@ class RunsPanel(Panel):
 
     def show_report(self) -> None:
         runs = list(self.select.value)
-        report = Path(runs[0]) / "compare" / "report.html" if runs else None
-        if not report or not report.exists():
+        report = self._report(runs[0]) if runs else None
+        if report is None:
             self.report.value = "<i>Select a run with a comparison report.</i>"
             return
         self.report.value = (f'<iframe class="wb-report" style="width:100%;height:600px;border:1px solid #ccc" '

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from typing import Callable
 
 import ipywidgets as widgets
 
 from ..config import TokenConfig
-from ..data.load import LoadedDataset
-from ..plots import stairs_histogram, to_png
-from ..tokens import compare_tokenizers, length_stats, loss_mask_view
-from .base import Panel
+from ..data.dataset import LoadedDataset
+from ..tokens import loss_mask_view, token_report
+from .base import Panel, form_field
 
 
 class TokenPanel(Panel):
@@ -22,27 +22,31 @@ class TokenPanel(Panel):
         tokenizers: Name to a tokenizer, or to a zero-argument function that loads one (loaded
             when first chosen).
         cfg: Starting settings; ``sample`` bounds the rows measured so large data stays responsive.
-        stats, compare: The core functions (tests pass stubs).
+            The form edits some fields; ``current_cfg`` keeps the others as they are here.
+        report, mask: The core functions, ``token_report`` and ``loss_mask_view`` (tests pass stubs).
     """
 
     def __init__(self, ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig(sample=5000),
-                 stats: Callable = length_stats, compare: Callable = compare_tokenizers):
+                 report: Callable = token_report, mask: Callable = loss_mask_view):
         if not tokenizers:
             raise ValueError("TokenPanel needs at least one tokenizer")
         self.ds, self.cfg = ds, cfg
         self._sources = dict(tokenizers)
         self._loaded: dict[str, object] = {}
-        self._stats, self._compare = stats, compare
+        self._report, self._mask = report, mask
         names = list(tokenizers)
         self.choose = widgets.SelectMultiple(options=names, value=names[:1], description="Tokenizers",
                                              rows=min(4, len(names)))
-        self.max_length = widgets.IntSlider(value=cfg.max_length, min=16, max=max(4096, cfg.max_length), step=16,
-                                            description="max_length", continuous_update=False)
+        self.max_length = form_field(widgets.IntSlider, TokenConfig, "max_length", cfg.max_length, label="max_length",
+                                     min=16, max=max(4096, cfg.max_length), step=16, continuous_update=False)
         self.max_length.add_class("wb-max-length")
-        self.batch = widgets.BoundedIntText(value=cfg.batch_size, min=1, max=4096, description="batch")
-        self.template = widgets.ToggleButtons(options=["auto", "chat", "fallback"], value=cfg.template,
-                                              description="template")
-        self.inputs = widgets.Checkbox(value=cfg.train_on_inputs, description="train on inputs")
+        self.batch = form_field(widgets.BoundedIntText, TokenConfig, "batch_size", cfg.batch_size, label="batch",
+                                min=1, max=4096)
+        self.template = form_field(widgets.ToggleButtons, TokenConfig, "template", cfg.template,
+                                   options=["auto", "chat", "fallback"])
+        self.inputs = form_field(widgets.Checkbox, TokenConfig, "train_on_inputs", cfg.train_on_inputs)
+        self.form = {(TokenConfig, "max_length"): self.max_length, (TokenConfig, "batch_size"): self.batch,
+                     (TokenConfig, "template"): self.template, (TokenConfig, "train_on_inputs"): self.inputs}
         self.table = widgets.HTML()
         self.table.add_class("wb-token-table")
         self.fields = widgets.HTML()
@@ -54,7 +58,7 @@ class TokenPanel(Panel):
         self.mask = widgets.HTML()
         self.mask.add_class("wb-loss-mask")
 
-        for w in (self.choose, self.max_length, self.batch, self.template, self.inputs):
+        for w in (self.choose, *self.form.values()):
             w.observe(lambda _: self.refresh(), names="value")
         for w in (self.row, self.mask_tok):
             w.observe(lambda _: self.refresh_mask(), names="value")
@@ -81,41 +85,37 @@ class TokenPanel(Panel):
         return self._loaded[name]
 
     def current_cfg(self) -> TokenConfig:
-        return TokenConfig(max_length=self.max_length.value, batch_size=self.batch.value, grad_accum=self.cfg.grad_accum,
-                           epochs=self.cfg.epochs, template=self.template.value, train_on_inputs=self.inputs.value,
-                           sample=self.cfg.sample, truncation_warn=self.cfg.truncation_warn, seed=self.cfg.seed)
+        """The starting settings with the form's fields as they are now."""
+        return replace(self.cfg, **self.form_values(TokenConfig))
 
     def refresh(self) -> None:
         """Recompute statistics for the chosen tokenizers and settings."""
         cfg = self.current_cfg()
         names = list(self.choose.value) or [self.choose.options[0]]
         try:
-            toks = {n: self.tokenizer(n) for n in names}
-            table = self._compare(self.ds, toks, cfg)
-            per = {n: self._stats(self.ds, t, cfg) for n, t in toks.items()}
+            report = self._report(self.ds, {n: self.tokenizer(n) for n in names}, cfg)
         except Exception as e:  # noqa: BLE001 - a bad tokenizer or template shows as a message
             self.table.value = self.error_html(e)
             return
-        self.results = per
+        self.results = per = report.stats
+        table = report.table
         cols = ["rows", "median", "p95", "max", "truncated_share", "tokens_per_word", "unk_rate", "total_tokens",
                 "padding_waste", "packing_efficiency", "steps_per_epoch", "steps_per_epoch_packed", "vocab_size"]
         self.table.value = table[[c for c in cols if c in table.columns]].to_html(classes="wb-table", border=0)
         first = per[names[0]]
         self.fields.value = (f"<b>{html.escape(names[0])}</b> per field (template: {first.template}; "
                              f"measured {first.rows:,} of {first.rows_total:,} rows)" + first.table().to_html(border=0))
-        warn = [f"<li><b>{html.escape(n)}</b>: {html.escape(w)}</li>" for n, s in per.items() for w in s.warnings]
+        warn = [f"<li><b>{html.escape(n)}</b>: {html.escape(w)}</li>" for n, w in report.warnings]
         self.warnings.value = (f"<ul style='color:#a60'>{''.join(warn)}</ul>" if warn
                                else "<span style='color:#2e7d32'>No warnings.</span>")
-        hists = {n: (s.fields["example"].bin_edges, s.fields["example"].bin_counts) for n, s in per.items()}
-        self.hist.value = to_png(stairs_histogram(hists, "tokens per formatted example", "tokens",
-                                                  cfg.max_length))
+        self.hist.value = report.histogram
 
     def refresh_mask(self) -> None:
         """Show the chosen row token by token, trained tokens highlighted."""
         cfg = self.current_cfg()
         try:
             tok = self.tokenizer(self.mask_tok.value)
-            view = loss_mask_view(self.ds, self.row.value, tok, cfg)
+            view = self._mask(self.ds, self.row.value, tok, cfg)
         except Exception as e:  # noqa: BLE001
             self.mask.value = self.error_html(e)
             return

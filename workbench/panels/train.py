@@ -11,10 +11,11 @@ from typing import Callable
 import ipywidgets as widgets
 
 from ..config import LoraConfig, ModelConfig, QuantConfig, TrainConfig
-from ..data.load import LoadedDataset
+from ..data.dataset import LoadedDataset
+from ..methods import METHODS
 from ..plots import to_png, training_curves
-from ..train import run_training
-from .base import Panel
+from ..train import headline_metrics, run_training
+from .base import Panel, form_field
 
 
 class TrainPanel(Panel):
@@ -44,14 +45,21 @@ class TrainPanel(Panel):
         self._started = 0.0
         self._last_plot = 0.0
 
-        self.method = widgets.ToggleButtons(options=["full", "lora", "qlora"], value=model.method, description="method")
-        self.rank = widgets.IntSlider(value=lora.r, min=1, max=128, description="LoRA rank")
-        self.lr = widgets.FloatLogSlider(value=train_cfg.learning_rate, base=10, min=-6, max=-1, step=0.1,
-                                         description="learning rate", readout_format=".1e")
-        self.epochs = widgets.BoundedFloatText(value=train_cfg.epochs, min=0.05, max=100, step=0.5, description="epochs")
-        self.max_steps = widgets.IntText(value=train_cfg.max_steps, description="max steps")
-        self.batch = widgets.BoundedIntText(value=train_cfg.batch_size, min=1, max=4096, description="batch size")
-        self.max_length = widgets.BoundedIntText(value=train_cfg.max_length, min=8, max=131072, description="max length")
+        self.method = form_field(widgets.ToggleButtons, ModelConfig, "method", model.method, options=list(METHODS))
+        self.rank = form_field(widgets.IntSlider, LoraConfig, "r", lora.r, label="LoRA rank", min=1, max=128)
+        self.lr = form_field(widgets.FloatLogSlider, TrainConfig, "learning_rate", train_cfg.learning_rate, base=10,
+                             min=-6, max=-1, step=0.1, readout_format=".1e")
+        self.epochs = form_field(widgets.BoundedFloatText, TrainConfig, "epochs", train_cfg.epochs, min=0.05, max=100,
+                                 step=0.5)
+        self.max_steps = form_field(widgets.IntText, TrainConfig, "max_steps", train_cfg.max_steps)
+        self.batch = form_field(widgets.BoundedIntText, TrainConfig, "batch_size", train_cfg.batch_size, min=1,
+                                max=4096)
+        self.max_length = form_field(widgets.BoundedIntText, TrainConfig, "max_length", train_cfg.max_length, min=8,
+                                     max=131072)
+        self.form = {(ModelConfig, "method"): self.method, (LoraConfig, "r"): self.rank,
+                     (TrainConfig, "learning_rate"): self.lr, (TrainConfig, "epochs"): self.epochs,
+                     (TrainConfig, "max_steps"): self.max_steps, (TrainConfig, "batch_size"): self.batch,
+                     (TrainConfig, "max_length"): self.max_length}
         self.start_btn = widgets.Button(description="Start", button_style="success", icon="play")
         self.stop_btn = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.resume_btn = widgets.Button(description="Resume", icon="forward")
@@ -83,10 +91,9 @@ class TrainPanel(Panel):
 
     def configs(self) -> tuple[ModelConfig, TrainConfig, LoraConfig]:
         """The settings the form holds now."""
-        model = replace(self.model_cfg, method=self.method.value)
-        train = replace(self.train_cfg, learning_rate=self.lr.value, epochs=self.epochs.value,
-                        max_steps=self.max_steps.value, batch_size=self.batch.value, max_length=self.max_length.value)
-        return model, train, replace(self.lora_cfg, r=self.rank.value)
+        return (replace(self.model_cfg, **self.form_values(ModelConfig)),
+                replace(self.train_cfg, **self.form_values(TrainConfig)),
+                replace(self.lora_cfg, **self.form_values(LoraConfig)))
 
     @property
     def running(self) -> bool:
@@ -114,8 +121,7 @@ class TrainPanel(Panel):
                 self.result = self._run(self.train_ds, self.eval_ds, model, train, lora, self.quant_cfg,
                                         stop=self.stop_event, on_log=self.on_log)
                 r = self.result
-                shown = ", ".join(f"{k} {v:.4g}" for k, v in r.metrics.items()
-                                  if (k.startswith("eval_") or k == "train_loss") and isinstance(v, (int, float)))
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in headline_metrics(r.metrics, numbers=True).items())
                 self.status.value = (f"<b class='wb-run-status'>{r.status}</b> at step {r.global_step}/{r.max_steps}"
                                      f" · {html.escape(shown)} · run folder <code>{html.escape(str(r.run_dir))}</code>")
             except BaseException as e:  # noqa: BLE001 - shown in the panel; a thread must not die silently
