@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from timing import timed  # noqa: E402 - benchmarks/, the script's own folder
 
 from workbench.data import drop_duplicates, find_duplicates, load_dataset, redact_pii, scan_pii, split_dataset  # noqa: E402
 
@@ -37,15 +37,6 @@ def pipeline() -> dict:
 
 def baseline() -> int:
     return len(pd.read_csv(SOURCE / "train.csv"))
-
-
-def timed(fn, runs: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(runs):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), result
 
 
 def main() -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from timing import timed  # noqa: E402 - benchmarks/, the script's own folder
 
 import pypdf  # noqa: E402
 from fpdf import FPDF  # noqa: E402
@@ -69,15 +69,6 @@ def baseline(path: Path) -> int:
 
 def ours(path: Path):
     return ingest_documents(path, DocumentConfig())
-
-
-def timed(fn, runs: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(runs):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), result
 
 
 def main() -> None:

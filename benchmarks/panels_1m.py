@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from timing import timed  # noqa: E402 - benchmarks/, the script's own folder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from workbench.config import TokenConfig  # noqa: E402
@@ -41,12 +42,7 @@ def big_frame(n: int) -> pd.DataFrame:
 
 
 def median_ms(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+    return timed(fn, runs)[0] * 1000
 
 
 def main() -> None:

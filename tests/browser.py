@@ -100,6 +100,15 @@ def jupyterlab(root: Path = ROOT, timeout: float = 90):
                  env={"JUPYTER_CONFIG_DIR": str(ARTIFACTS / "jupyter-config")}, stop_wait=15)
 
 
+@contextlib.contextmanager
+def voila_page(notebook: str | Path, selector: str, timeout: float = 120):
+    """A chromium page on ``notebook`` served by Voila, once ``selector`` has rendered; yields the page."""
+    with voila(notebook, timeout=timeout) as url, browser_page() as page:
+        page.goto(url, timeout=timeout * 1500)
+        page.wait_for_selector(selector, timeout=timeout * 1500)
+        yield page
+
+
 def parameterized_copy(name: str, target: Path, parameters: dict) -> Path:
     """``notebooks/<name>`` with its parameters replaced, written to ``target`` (papermill, not executed)."""
     import papermill as pm

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from browser import ARTIFACTS, ROOT, browser_page, jupyterlab, needs_chromium, parameterized_copy, voila
+from browser import ARTIFACTS, ROOT, browser_page, jupyterlab, needs_chromium, parameterized_copy, voila_page
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -16,9 +16,7 @@ def _matches(page) -> int:
 
 
 def test_explorer_in_voila_search_filter_page(tmp_path):
-    with voila(ROOT / "notebooks" / "01_explore_dataset.ipynb") as url, browser_page() as page:
-        page.goto(url, timeout=120_000)
-        page.wait_for_selector(".wb-dataset-panel", timeout=120_000)
+    with voila_page(ROOT / "notebooks" / "01_explore_dataset.ipynb", ".wb-dataset-panel", timeout=80) as page:
         assert _matches(page) == 10003  # banking77's training rows, rendered by the panel
 
         page.fill(".wb-search input", "refund")
@@ -63,9 +61,7 @@ def test_compare_panel_in_voila_generates_with_two_models(tmp_path):
          "do_sample": True, "temperature": 1.0, "top_p": 1.0,
          "bootstrap_resamples": 100, "report_dir": str(tmp_path / "report")})
     try:
-        with voila(notebook, timeout=120) as url, browser_page() as page:
-            page.goto(url, timeout=180_000)
-            page.wait_for_selector(".wb-compare-panel", timeout=180_000)
+        with voila_page(notebook, ".wb-compare-panel") as page:
             page.fill(".wb-prompt textarea", "My VPN keeps dropping every few minutes")
             page.click("button.wb-generate")
             page.wait_for_function("() => document.querySelectorAll('.wb-output').length === 2", timeout=120_000)
@@ -99,9 +95,7 @@ def test_dashboard_in_voila_load_tokens_train_stop_runs(tmp_path):
     shots = ARTIFACTS / "dashboard"
     shots.mkdir(parents=True, exist_ok=True)
     try:
-        with voila(notebook, timeout=120) as url, browser_page() as page:
-            page.goto(url, timeout=180_000)
-            page.wait_for_selector(".wb-dashboard", timeout=180_000)
+        with voila_page(notebook, ".wb-dashboard") as page:
             page.fill(".wb-source input", "../datasets/it_support/tickets.jsonl")
             page.click("button.wb-load")
             page.wait_for_function(
