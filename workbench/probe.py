@@ -76,8 +76,11 @@ class Probe:
     def head_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """Weight (labels x hidden) and bias in ``labels`` order, for initialising a linear head."""
         clf = self.classifier
+        coef, intercept = clf.coef_, clf.intercept_
+        if coef.shape[0] == 1:  # two classes: one row scores class 1 against class 0; split it symmetrically
+            coef, intercept = np.vstack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
         index = [list(clf.classes_).index(i) for i in range(len(self.labels))]
-        return clf.coef_[index], clf.intercept_[index]
+        return coef[index], intercept[index]
 
 
 def fit_probe(train: LoadedDataset, encoder: str = "minilm", C: float = 10.0, max_length: int = 64,
