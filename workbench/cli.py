@@ -3,6 +3,7 @@
     workbench demo                       the main job: banking77 fine-tune vs the frozen-encoder baseline
     workbench run EXPERIMENT.yaml        an experiment's notebooks into runs/<name>/<run-id>/
     workbench rerun | sweep | runs       repeat a run, run a grid, list and compare runs
+    workbench export RUN [--gguf f16]    merged safetensors (and GGUF) of a fine-tune, checked on fixed prompts
     workbench data report SOURCE         load, validate, duplicates, personal data, splits
     workbench data validate SOURCE       problems only; exit 1 when there are errors
     workbench data split SOURCE --out D  write reproducible splits with fingerprints
@@ -19,6 +20,8 @@ from pathlib import Path
 from .config import (ConfigError, DataConfig, ExperimentConfig, add_config_arguments, apply_overrides,
                      config_from_args, from_dict, load_yaml)
 from .data import DatasetError, data_report, load_dataset
+from .export import GGUF_TYPES, ExportCheckFailed, ExportError, export_model
+from .metrics import degeneracy_note
 from .notebook_runner import run_experiment
 from .pipeline import finetune
 from .repeat import rerun, sweep
@@ -136,6 +139,8 @@ def _headline(metrics: dict, run_dir: Path | None = None) -> list[str]:
             ci = f" [{_figure(k, low)}, {_figure(k, high)}]" if low is not None and high is not None else ""
             parts.append(f"{k} {_figure(k, values[k])}{ci}")
         lines.append(f"    {model}: " + ", ".join(parts))
+        if note := degeneracy_note(values, values.get("examples")):
+            lines.append(f"      WARNING: {note}; read the answers before trusting these figures")
     for d in metrics.get("differences", []):
         if d["metric"] not in ("accuracy", "rouge_l", "reference_nll"):
             continue
@@ -212,6 +217,21 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    try:
+        result = export_model(args.run, args.out, gguf=args.gguf, method=args.method,
+                              min_agreement=args.min_agreement)
+    except ExportCheckFailed as e:
+        print(e.result.to_text(), file=sys.stderr)
+        print(f"workbench: export failed: {e}", file=sys.stderr)
+        return 1
+    except ExportError as e:
+        print(f"workbench: {e}", file=sys.stderr)
+        return 2
+    print(result.to_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -257,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("runs_to_compare", nargs="*", help="two run folders, with 'compare'")
     rs.add_argument("--runs", default="runs")
     rs.set_defaults(func=cmd_runs)
+    ex = sub.add_parser("export", help="merge a fine-tune into its base, write safetensors (and GGUF), check it")
+    ex.add_argument("run", help="a run folder, a training run, or a trained model folder")
+    ex.add_argument("--gguf", choices=GGUF_TYPES, help="also write a GGUF of this type and check it read back")
+    ex.add_argument("--out", help="where the export goes (default: export/ beside the model)")
+    ex.add_argument("--method", help="which train-<method> of a run that trained several")
+    ex.add_argument("--min-agreement", type=float, default=None,
+                    help="share of greedy tokens that must agree (default: 0.99, 0.85 for q8_0)")
+    ex.set_defaults(func=cmd_export)
 
     data = sub.add_parser("data", help="dataset commands").add_subparsers(dest="data_command", required=True)
     rep = data.add_parser("report", help="load, validate, find duplicates and personal data, split")

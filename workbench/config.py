@@ -428,8 +428,10 @@ class ModelConfig:
     """Which base model, for which task, adapted how."""
 
     name_or_path: str = "minilm"
-    """A hub id, a local folder, or a preset: ``minilm`` (the bundled encoder); empty with task
-    ``pretraining`` to build the base from scratch (``pretrain.preset``)."""
+    """A hub id, a local folder, a ``.gguf`` file (converted once into a cached folder), or a preset:
+    ``minilm`` (the bundled encoder), ``smollm2-135m-instruct`` (chat model, Apache-2.0),
+    ``gemma3-270m`` (Gemma Terms of Use; optional extra); empty with task ``pretraining`` to build
+    the base from scratch (``pretrain.preset``)."""
     task: TaskName = "sequence-classification"
     """What the model learns: answers (causal-lm SFT), one label per text, or running text (pretraining)."""
     method: MethodName = "full"
@@ -588,6 +590,9 @@ class PretrainConfig:
 
     source: str = ""
     """The corpus: documents (Markdown, PDF, HTML...), a text file or a corpus dataset; empty for no pretraining."""
+    text_column: str = ""
+    """The column holding the text when ``source`` is a table (CSV, JSON, JSONL, Parquet) whose text column
+    is not named like text (``text``, ``content``, ``body``...); empty to detect it."""
     preset: Literal["tiny", "small"] = "small"
     """Model size (see workbench.presets)."""
     vocab_size: int = 2000

@@ -26,7 +26,8 @@ from .devices import bnb_config, resolve_device
 from .files import atomic_write_json
 from .heads import CLASSIFIER_FILE, HEAD_FILE, PooledClassifier
 from .methods import get_method
-from .presets import resolve_path
+from .errors import ModelNotFoundError, model_not_found
+from .presets import LICENCES, resolve_path
 from .tasks import get_task
 from .tokenizer import load_tokenizer
 
@@ -91,9 +92,12 @@ def load_model(cfg: ModelConfig, quant: QuantConfig = QuantConfig(), lora: LoraC
     task, method = get_task(cfg.task), get_method(cfg.method)
     device = resolve_device(cfg.device)
     path = resolve_path(cfg.name_or_path)
-    tok = tokenizer or load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
-    common = {"trust_remote_code": cfg.trust_remote_code, **method.load_kwargs(quant, device)}
-    model, kind = task.load(path, labels, common, cfg, tok, label_smoothing)
+    try:  # a name that loads nothing says so in one line, with the presets, not a hub traceback
+        tok = tokenizer or load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
+        common = {"trust_remote_code": cfg.trust_remote_code, **method.load_kwargs(quant, device)}
+        model, kind = task.load(path, labels, common, cfg, tok, label_smoothing)
+    except (OSError, ModelNotFoundError) as e:
+        raise model_not_found(cfg.name_or_path, e, presets=LICENCES) from None
     if kind == "pooled-classifier":  # the head stays a plain, fully trained module
         model.encoder = method.prepare(model.encoder, kind, lora, cfg.gradient_checkpointing)
     else:

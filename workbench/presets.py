@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from .model_sources import preset_licences, resolve_source
 from .tokenizer import load_tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,11 +58,18 @@ def counting_tokenizer(name: str):
     return resolve_tokenizer(name)
 
 
+#: The licence of each preset model's weights, to show where a model is chosen.
+LICENCES = {"minilm": "Apache-2.0", **preset_licences()}
+
+
 def resolve_path(name_or_path: str) -> str:
-    """Preset model names to their folders (``minilm``); anything else is passed to ``from_pretrained`` as given."""
+    """Preset model names to their folders (``minilm``, ``smollm2-135m-instruct``, ``gemma3-270m``) and
+    ``.gguf`` files to a cached safetensors folder (``workbench.model_sources``); anything else is passed
+    to ``from_pretrained`` as given."""
     if name_or_path == "minilm":
         return str(minilm_path())
-    return str(name_or_path)
+    folder = resolve_source(str(name_or_path))
+    return str(folder) if folder is not None else str(name_or_path)
 
 
 def tiny_llama(vocab_size: int, **overrides):

@@ -4,7 +4,8 @@ A run of an experiment lives in ``runs/<name>/<run-id>/``::
 
     config.yaml        the resolved experiment (what ``workbench.repeat.rerun`` repeats)
     manifest.json      package versions, git commit and dirty flag, data fingerprints, hardware,
-                       seeds, command line (values of secret-looking keys are redacted)
+                       seeds, command line (values of secret-looking keys are redacted), and for a
+                       GGUF base its file, sha256 and de-quantization (workbench.model_sources)
     status.json        running / succeeded / failed, with a one-line reason; written atomically
     notebooks/         the executed notebooks, errors shown in them; each step's config (.yaml)
                        and its kernel's stderr (.kernel.log)
@@ -31,11 +32,12 @@ from pathlib import Path
 
 from .config import ExperimentConfig, dump_yaml
 from .files import atomic_write_json, atomic_write_text
+from .model_sources import manifest_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = re.compile(r"(token|secret|password|passwd|api[_-]?key|auth|credential)", re.I)
 PACKAGES = ("workbench", "torch", "transformers", "tokenizers", "datasets", "peft", "bitsandbytes", "accelerate",
-            "pandas", "numpy", "scikit-learn", "sacrebleu", "papermill", "ipywidgets")
+            "pandas", "numpy", "scikit-learn", "sacrebleu", "papermill", "ipywidgets", "gguf")
 
 
 class RunFailed(RuntimeError):
@@ -134,6 +136,8 @@ def manifest(cfg: ExperimentConfig, run_dir: Path, argv: list[str] | None = None
         "packages": _versions(),
         "hardware": _hardware(),
         "seeds": {"data": cfg.data.seed, "train": cfg.train.seed, "compare": cfg.compare.seed},
+        # A GGUF base: its file, sha256 and de-quantization (None for a folder or hub id).
+        "model_source": manifest_entry(cfg.model.name_or_path),
         "data": {},
     }
 
