@@ -135,6 +135,73 @@ def test_dashboard_in_voila_load_tokens_train_stop_runs(tmp_path):
         notebook.unlink(missing_ok=True)
 
 
+def test_dashboard_chat_in_voila_two_models_answer_side_by_side_and_stop(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny import tiny_base
+    from transformers import GenerationConfig
+
+    paths = {name: tiny_base(tmp_path / name, seed=seed) for seed, name in ((0, "alpha"), (1, "beta"))}
+    for path in paths.values():  # neither model ends an answer by itself: only max new tokens or Stop end one
+        gen = GenerationConfig.from_pretrained(path)
+        gen.suppress_tokens = [gen.eos_token_id]
+        gen.save_pretrained(path)
+    notebook = parameterized_copy("dashboard.ipynb", ROOT / "notebooks" / "zz_browser_dashboard_chat.ipynb", {
+        "source": "../datasets/it_support/tickets.jsonl", "tokenizers": "kb-bpe", "name_or_path": str(paths["alpha"]),
+        "method": "full", "runs_root": str(tmp_path / "runs"),
+        "compare_models": f"alpha={paths['alpha']}, beta={paths['beta']}"})
+    shots = ARTIFACTS / "dashboard"
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        with voila_page(notebook, ".wb-dashboard") as page:
+            page.wait_for_function(
+                "() => document.querySelector('.wb-dashboard-status').innerText.includes('335 rows')", timeout=60_000)
+            _tab(page, "Compare")
+            _tab(page, "Chat")
+            # Sampling (random weights with tied embeddings greedily write newlines only), 8 new tokens.
+            page.locator(".wb-chat-decoding button", has_text="sampling").click()
+            page.fill(".wb-chat-max-new-tokens input", "8")
+            page.press(".wb-chat-max-new-tokens input", "Enter")
+            page.fill(".wb-chat-input input", "My VPN keeps dropping every few minutes")
+            page.click("button.wb-send")
+            page.wait_for_function(
+                "() => document.querySelectorAll('.wb-chat-answer[data-state=\"done\"]').length === 2", timeout=120_000)
+            answers = page.locator(".wb-chat-answer")
+            alpha, beta = answers.nth(0).inner_text(), answers.nth(1).inner_text()
+            assert alpha.startswith("alpha") and beta.startswith("beta")
+            for text in (alpha, beta):  # the answer itself, then its settings
+                body = text.split("\n", 1)[1]
+                assert "8 tokens in" in body and "sampling, temperature 0.7, top-p 0.9, at most 8 new tokens" in body
+                assert body.split("8 tokens in")[0].strip()                       # visible text was written
+            assert "You: My VPN keeps dropping every few minutes" in page.locator(".wb-chat-user").first.inner_text()
+            page.screenshot(path=str(shots / "5-chat.png"), full_page=True)
+
+            # A long answer, stopped while it streams: alpha ends early, beta never starts.
+            page.fill(".wb-chat-max-new-tokens input", "3000")
+            page.press(".wb-chat-max-new-tokens input", "Enter")
+            page.fill(".wb-chat-input input", "Tell me everything about the VPN")
+            page.click("button.wb-send")
+            page.wait_for_function(
+                "() => { const a = document.querySelector('.wb-chat-answer[data-state=\"answering\"]');"
+                " return a !== null && /[1-9][0-9]* tokens so far/.test(a.innerText); }", timeout=120_000)
+            page.screenshot(path=str(shots / "6-chat-streaming.png"), full_page=True)
+            page.click("button.wb-chat-stop")
+            page.wait_for_function(
+                "() => document.querySelector('.wb-chat-status').innerText.includes('Stopped')", timeout=60_000)
+            turn = page.locator(".wb-chat-turn").nth(1)
+            stopped = [turn.locator(".wb-chat-answer").nth(i).inner_text() for i in range(2)]
+            n = int(re.search(r"stopped after (\d+) tokens", stopped[0]).group(1))
+            assert stopped[0].startswith("alpha") and 0 < n < 3000
+            assert stopped[1].startswith("beta") and "stopped after 0 tokens" in stopped[1]
+            assert page.locator("button.wb-send").is_enabled() and page.locator("button.wb-chat-stop").is_disabled()
+            page.screenshot(path=str(shots / "7-chat-stopped.png"), full_page=True)
+            assert page.locator(".jupyter-widgets-error-widget").count() == 0
+            assert page.errors == []
+    finally:
+        notebook.unlink(missing_ok=True)
+
+
 def test_jupyterlab_runs_the_explorer_notebook(tmp_path):
     with jupyterlab() as url, browser_page() as page:
         page.goto(url + "lab/tree/notebooks/01_explore_dataset.ipynb", timeout=120_000)

@@ -84,3 +84,18 @@ def test_headline_figures_of_a_classification_run(tmp_path):
     assert "full vs frozen probe on accuracy: +0.58 pp [-0.03, +1.20] (paired bootstrap, p=0.073; " \
            "not significant at this level; 57 wins, 39 losses)" in text
     assert f"report: {tmp_path / 'compare' / 'report.html'}" in text
+
+
+def test_headline_warns_about_degenerate_answers():
+    from workbench.cli import _headline
+
+    fine = {"rouge_l": 0.31, "examples": 50.0, "degenerate": 0.0, "degenerate_empty": 0.0, "degenerate_echo": 0.0,
+            "degenerate_repetition": 0.0}
+    metrics = {"compare": {"base": {**fine, "rouge_l": 0.0, "degenerate": 50.0, "degenerate_empty": 48.0,
+                                    "degenerate_repetition": 2.0},
+                           "lora": fine}}
+    lines = _headline(metrics)
+    warned = [line for line in lines if "WARNING" in line]
+    assert warned == ["      WARNING: 50 of 50 answers degenerate (48 empty, 2 repeated n-grams); read the answers "
+                      "before trusting these figures"]
+    assert lines.index(warned[0]) == lines.index("    base: rouge_l 0") + 1   # under the model it is about

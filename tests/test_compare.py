@@ -101,8 +101,57 @@ def test_compare_generators_aligns_outputs_and_scores(tmp_path, generators):
     assert c.settings["decoding"] == {"max_new_tokens": 8, "do_sample": False, "temperature": None, "top_p": None,
                                       "seed": 0}
     assert list(disagreement(c).columns)[-1] == "spread"
+    # Random weights with tied embeddings greedily repeat the prompt's last token, a newline: six empty answers,
+    # flagged per example, counted per model and announced at the top of every report.
+    assert (c.examples["degenerate:base"] == "empty").all() and c.examples["output:base"].str.strip().eq("").all()
+    assert c.metrics.loc["base", ["degenerate", "degenerate_empty"]].tolist() == [6, 6]
+    flagged = int((c.examples["degenerate:tuned"] != "").sum())
+    assert c.metrics.loc["tuned", "degenerate"] == flagged
     paths = write_report(c, tmp_path / "r")
     assert "output:tuned" in paths["examples"].read_text()
+    md, page = paths["markdown"].read_text(), paths["html"].read_text()
+    assert md.splitlines()[2].startswith("> **Warning: degenerate answers.** base: 6 of 6 answers degenerate "
+                                         "(6 empty)")
+    assert 'class="wb-warning"' in page and "base: 6 of 6 answers degenerate (6 empty)" in page
+    assert "degenerate" in paths["metrics"].read_text().splitlines()[0]
+
+
+def test_reports_without_degenerate_answers_carry_no_warning(tmp_path):
+    from workbench.compare import GenerationComparison, degenerate_warnings
+
+    metrics = pd.DataFrame([{"model": "a", "rouge_l": 0.5, "examples": 4, "degenerate": 0, "degenerate_empty": 0,
+                             "degenerate_echo": 0, "degenerate_repetition": 0}]).set_index("model")
+    c = GenerationComparison(pd.DataFrame({"prompt": ["q"], "output:a": ["fine"]}), metrics, pd.DataFrame(), "a", {})
+    assert degenerate_warnings(c) == []
+    paths = write_report(c, tmp_path / "r")
+    assert "Warning" not in paths["markdown"].read_text() and "wb-warning" not in paths["html"].read_text()
+
+
+def test_generate_stream_calls_back_per_token_matches_generate_and_stops(generators):
+    import threading
+
+    from workbench.compare import Generation, generate, generate_stream, load_generator
+    from workbench.templates import generation_prompt
+
+    models, _ = generators
+    model, tok = load_generator(models["tuned"])
+    prompt = generation_prompt([{"role": "user", "content": "My VPN keeps dropping"}], tok)
+    cfg = CompareConfig(max_new_tokens=12, do_sample=True, temperature=1.0, top_p=1.0, seed=3)
+    seen = []
+    g = generate_stream(model, tok, prompt, cfg, on_token=lambda text, n: seen.append((text, n)))
+    batch = generate(model, tok, [prompt], cfg)[0]
+    assert (g.text, g.new_tokens, g.stopped) == (batch.text, batch.new_tokens, False)  # same seed, same answer
+    assert [n for _, n in seen] == list(range(1, g.new_tokens + 1)) and seen[-1][0].strip() == g.text
+
+    # The random base greedily writes newlines forever: only max_new_tokens or Stop end it.
+    base, base_tok = load_generator(models["base"])
+    greedy = CompareConfig(max_new_tokens=40)
+    assert generate_stream(base, base_tok, prompt, greedy).new_tokens == 40
+    stop = threading.Event()
+    stopped = generate_stream(base, base_tok, prompt, greedy, stop=stop,
+                              on_token=lambda text, n: n == 5 and stop.set())
+    assert stopped.stopped and 5 <= stopped.new_tokens <= 6         # the token being generated when Stop came
+    assert generate_stream(base, base_tok, prompt, greedy, stop=stop) == Generation("", 0, 0.0, stopped=True)
 
 
 def test_compare_panel_side_by_side_chat_and_scores():
@@ -113,7 +162,7 @@ def test_compare_panel_side_by_side_chat_and_scores():
         chat_template, eos_token = None, "<eos>"
 
     answers = {"a": "Restart the VPN client", "b": "Restart the Northwind Connect client"}
-    loads = []
+    loads, streamed = [], []
 
     def loader(path, device):
         loads.append(path)
@@ -123,8 +172,15 @@ def test_compare_panel_side_by_side_chat_and_scores():
         assert prompts[-1].endswith("### Assistant:\n")
         return [Generation(answers[model] if "hello" not in prompts[-1] else f"hi from {model}", 4, 0.1)]
 
+    def stream(model, tok, prompt, cfg, stop, on_token):
+        streamed.append((model, prompt, cfg))
+        words = f"hi from {model}".split()
+        for i in range(len(words)):
+            on_token(" ".join(words[:i + 1]), i + 1)
+        return Generation(" ".join(words), len(words), 0.1)
+
     test = load_dataset(ROOT / "datasets" / "it_support" / "tickets.jsonl")
-    p = ComparePanel({"a": "a", "b": "b"}, test, loader=loader, generator=gen)
+    p = ComparePanel({"a": "a", "b": "b"}, test, loader=loader, generator=gen, streamer=stream)
     row = p.sample(0)
     assert p.prompt.value == test.frame["prompt"].iat[row] and "Reference" in p.reference.value
     p.generate_btn.click()
@@ -132,12 +188,69 @@ def test_compare_panel_side_by_side_chat_and_scores():
     html = "".join(w.value for w in p.columns.children)
     assert "Restart the VPN client" in html and '<mark class="wb-diff">Northwind Connect</mark>' in html
     assert sorted(loads) == ["a", "b"]
-    p.chat_model.value = "b"
+    assert p.chat_pick.value == ("a", "b")                             # the chat asks every picked model
+    p.decoding.value, p.temperature.value, p.top_p.value, p.max_new_tokens.value = True, 0.5, 0.8, 7
     p.chat_input.value = "hello there"
     p.send_btn.click()
     p.wait()
-    assert p.history[-1] == {"role": "assistant", "content": "hi from b"} and "hi from b" in p.chat_log.value
+    settings = {"max_new_tokens": 7, "do_sample": True, "temperature": 0.5, "top_p": 0.8, "seed": 0}
+    assert p.history == [{"role": "user", "content": "hello there"},
+                         {"role": "assistant", "model": "a", "content": "hi from a", "settings": settings,
+                          "new_tokens": 3, "seconds": 0.1, "stopped": False},
+                         {"role": "assistant", "model": "b", "content": "hi from b", "settings": settings,
+                          "new_tokens": 3, "seconds": 0.1, "stopped": False}]
+    assert [(m, (c.do_sample, c.temperature, c.top_p, c.max_new_tokens)) for m, _, c in streamed] == \
+        [("a", (True, 0.5, 0.8, 7)), ("b", (True, 0.5, 0.8, 7))]
+    log = p.chat_log.value
+    assert log.count('class="wb-chat-answer"') == 2 and 'data-model="b" data-state="done"' in log
+    assert "3 tokens in 0.1 s · sampling, temperature 0.5, top-p 0.8, at most 7 new tokens" in log
     assert loads.count("b") == 1                                        # loaded once, then cached
+    p.decoding.value = False                                            # greedy: temperature and top-p do not apply
+    assert p.temperature.disabled and p.top_p.disabled
+    p.chat_pick.value = ("b",)
+    p.chat_input.value = "and again"
+    p.send_btn.click()
+    p.wait()
+    _, prompt, cfg = streamed[-1]
+    assert "hi from b" in prompt and "hi from a" not in prompt and "and again" in prompt  # b's own conversation
+    assert p.history[-1]["settings"]["do_sample"] is False and p.history[-1]["settings"]["temperature"] is None
+    p.clear_btn.click()
+    assert p.history == [] and p.chat_log.value == ""
+
+
+def test_compare_panel_chat_stop_ends_the_answer_and_skips_the_waiting_models():
+    import threading
+
+    from workbench.compare import Generation
+    from workbench.panels.compare import ComparePanel
+
+    class Tok:
+        chat_template, eos_token = None, "<eos>"
+
+    started = threading.Event()
+
+    def stream(model, tok, prompt, cfg, stop, on_token):
+        n = 0
+        while not stop.is_set() and n < cfg.max_new_tokens:  # a model that never says EOS
+            n += 1
+            on_token(f"word {n}", n)
+            started.set()
+            stop.wait(0.01)
+        return Generation(f"word {n}", n, 0.5, stopped=stop.is_set())
+
+    p = ComparePanel({"a": "a", "b": "b"}, loader=lambda path, device: (path, Tok()), streamer=stream)
+    p.max_new_tokens.value = 5000
+    p.chat_input.value = "write forever"
+    p.send_btn.click()
+    assert started.wait(10) and p.send_btn.disabled and not p.stop_btn.disabled
+    p.stop_btn.click()
+    p.wait()
+    user, a, b = p.history
+    assert a["model"] == "a" and a["stopped"] and 0 < a["new_tokens"] < 5000
+    assert b == {"role": "assistant", "model": "b", "content": "", "settings": a["settings"], "new_tokens": 0,
+                 "seconds": 0.0, "stopped": True}
+    assert "Stopped." in p.chat_status.value and p.stop_btn.disabled and not p.send_btn.disabled
+    assert f"stopped after {a['new_tokens']} tokens" in p.chat_log.value
 
 
 @pytest.fixture(scope="module")

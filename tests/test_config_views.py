@@ -170,12 +170,13 @@ def test_zero_stands_for_none_only_in_optional_number_fields():
 
 def test_panel_forms_edit_config_fields_and_explain_them_with_their_docstrings():
     from workbench.data import load_dataset
-    from workbench.panels import TokenPanel, TrainPanel
+    from workbench.panels import ComparePanel, TokenPanel, TrainPanel
 
     ds = load_dataset(pd.DataFrame({"prompt": ["hello there"], "completion": ["hi"]}))
     panels = [TokenPanel(ds, {"words": word_tokenizer("hello there hi ### User Assistant :".split())},
                          TokenConfig(sample=None)),
-              TrainPanel(ds, None, ModelConfig(name_or_path="base", task="causal-lm"), run=lambda *a, **kw: None)]
+              TrainPanel(ds, None, ModelConfig(name_or_path="base", task="causal-lm"), run=lambda *a, **kw: None),
+              ComparePanel({"base": "base"}, ds)]
     for panel in panels:
         assert panel.form, f"{type(panel).__name__} has no form"
         for (cls, name), widget in panel.form.items():

@@ -209,6 +209,41 @@ def test_fields_outside_a_notebooks_form_reach_training(base, tmp_path):
     assert written["train"]["weight_decay"] == 0.123 and written["train"]["probe_c"] == 7.0
 
 
+def test_a_pretrain_section_reads_a_table_whose_text_column_has_another_name(tmp_path):
+    # A JSONL knowledge base whose text is in "article" (no column named like text): the pretrain section has
+    # no columns key, so the error must name its own text_column, and with it set the step trains.
+    from dataclasses import replace
+
+    from workbench.notebook_runner import _step_plan
+    from workbench.pipeline import finetune, pretraining_corpus
+
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text("\n".join(json.dumps({"id": i, "title": f"Article {i}", "article": text})
+                            for i, text in enumerate(p.read_text() for p in sorted(
+                                (ROOT / "datasets" / "it_support" / "kb").glob("*.md")))))
+    cfg = from_dict(ExperimentConfig, spec("", pretrain={"source": str(kb), "preset": "tiny", "vocab_size": 300,
+                                                         "max_steps": 2, "batch_size": 4, "max_length": 64},
+                                           notebooks=["03_finetune.ipynb"]))
+    (unnamed,) = [c for _, label, _, c in _step_plan(cfg, tmp_path / "run") if label == "pretrain"]
+    with pytest.raises(DatasetError) as e:
+        pretraining_corpus(unnamed)
+    message = str(e.value)
+    assert "the columns are id, title, article" in message and "pretrain section: text_column: <column>" in message
+    assert "-p pretrain.text_column=<column>" in message and "columns=" not in message
+
+    cfg = replace(cfg, pretrain=replace(cfg.pretrain, text_column="article"))
+    (step_cfg,) = [c for _, label, _, c in _step_plan(cfg, tmp_path / "run") if label == "pretrain"]
+    corpus = pretraining_corpus(step_cfg)
+    assert corpus.format == "corpus" and corpus.frame["text"].str.startswith("#").all()  # the articles' Markdown
+    step_cfg = replace(step_cfg, train=replace(step_cfg.train, output_dir=str(tmp_path / "run" / "pretrain")))
+    result = finetune(step_cfg)
+    assert result.status == "succeeded" and result.global_step == 2
+
+    # Data that is not from a pretrain section keeps the data section's own fix (columns=).
+    with pytest.raises(DatasetError, match="columns="):
+        pretraining_corpus(replace(unnamed, pretrain=replace(unnamed.pretrain, source="")))
+
+
 def test_the_one_line_reason_keeps_the_problem_a_header_introduces():
     message = "1 problem:\n  - dataset: 'x' is not a local file or folder. Fix: point at a local file.\n"
     assert _headline(message) == "1 problem: - dataset: 'x' is not a local file or folder. Fix: point at a local file."

@@ -249,6 +249,41 @@ def test_answer_length_by_hand():
     assert M.answer_length(["reset the router ."], tokenizer=tok).mean == 4.0
 
 
+PROMPT = "My VPN keeps dropping every few minutes"
+
+
+@pytest.mark.parametrize("answer, prompt, kind", [
+    ("", PROMPT, "empty"),
+    ("\n\n  \n", PROMPT, "empty"),                            # what a random model writes greedily
+    ("... !!", PROMPT, "empty"),                                # punctuation only: no words
+    (None, PROMPT, "empty"),
+    ("Restart the VPN client, then sign in again.", PROMPT, ""),
+    ("Restart the VPN", "My VPN drops, should I restart the VPN?", ""),  # short, shares words, no echo
+    ("1. Open Settings. 2. Open Network settings. 3. Open the VPN tab and reconnect.", PROMPT, ""),
+    (PROMPT, PROMPT, "echo"),
+    (PROMPT + " ok", PROMPT, "echo"),                            # 7 of 8 words copied in order
+    ("You say your VPN keeps dropping every few minutes. Update the client, check the Wi-Fi signal, and call "
+     "the desk on 4400 if it still drops after a restart.", PROMPT, ""),  # quotes the question, then answers
+    ("the the the the the the", "", "repetition"),
+    ("Open settings and click reset. " * 4, PROMPT, "repetition"),        # a 5-word loop, four times
+    ("my vpn keeps dropping " * 5, PROMPT, "repetition"),                 # the prompt's start, looping
+    ("reset reset reset", "", ""),                                        # too short to call a loop
+])
+def test_degeneracy_flags_empty_looping_and_echoed_answers(answer, prompt, kind):
+    assert M.degeneracy(answer, prompt) == kind
+
+
+def test_degeneracy_counts_and_note():
+    answers = ["", "\n", "the the the the the the", PROMPT, "Restart the VPN client."]
+    counts = M.degeneracy_counts(answers, [PROMPT] * 5)
+    assert counts == {"degenerate": 4, "degenerate_empty": 2, "degenerate_echo": 1, "degenerate_repetition": 1}
+    assert M.degeneracy_note(counts, 5) == "4 of 5 answers degenerate (2 empty, 1 prompt echoed, 1 repeated n-grams)"
+    assert M.degeneracy_counts([PROMPT])["degenerate"] == 0     # without prompts there is no echo to see
+    assert M.degeneracy_note(M.degeneracy_counts(["fine answer here"], ["q"]), 1) == ""
+    with pytest.raises(ValueError, match="one prompt per answer"):
+        M.degeneracy_counts(["a"], ["b", "c"])
+
+
 # --------------------------------------------------------------------------- paired comparison
 
 

@@ -340,6 +340,30 @@ def test_dashboard_compares_classifiers_on_classification_data(tmp_path):
         d.tabs.children[3].children[0].value
 
 
+def test_dashboard_chats_with_two_causal_lms_side_by_side(tmp_path):
+    from tiny import tiny_base
+    from workbench.config import ModelConfig, TrainConfig
+    from workbench.panels import Dashboard
+    from workbench.panels.compare import ComparePanel
+
+    folders = {name: str(tiny_base(tmp_path / name, seed=seed)) for seed, name in ((0, "alpha"), (1, "beta"))}
+    d = Dashboard("datasets/it_support/tickets.jsonl", ["kb-bpe"], ModelConfig(name_or_path=folders["alpha"]),
+                  TrainConfig(max_length=64), tmp_path / "runs", compare_models=folders)
+    p = d.compare_panel
+    assert isinstance(p, ComparePanel) and d.tabs.children[3].children[0] is p.widget
+    assert p.chat_pick.value == ("alpha", "beta")
+    p.decoding.value, p.temperature.value, p.top_p.value, p.max_new_tokens.value = True, 1.0, 1.0, 6
+    p.chat_input.value = "My VPN keeps dropping every few minutes"
+    p.send_btn.click()
+    p.wait(120)
+    answers = p.history[1:]
+    assert [a["model"] for a in answers] == ["alpha", "beta"] and "wb-error" not in p.chat_status.value
+    assert all(a["new_tokens"] == 6 and a["content"] and not a["stopped"] for a in answers)  # random weights: no EOS
+    assert answers[0]["content"] != answers[1]["content"]               # two different models
+    assert answers[0]["settings"] == {"max_new_tokens": 6, "do_sample": True, "temperature": 1.0, "top_p": 1.0,
+                                      "seed": 0}
+
+
 def test_dashboard_takes_its_split_and_task_from_the_functions_it_is_given(tmp_path):
     from types import SimpleNamespace
 

@@ -10,6 +10,12 @@ formatted with its own tokenizer's chat template (or the fallback template); out
 aligned per example with latency and tokens/s, scored with the metrics named in
 ``CompareConfig.metrics`` and the perplexity of the reference answers, and compared with the
 reference model by paired bootstrap. Decoding settings are recorded with the results.
+Degenerate answers (empty, looping on repeated n-grams, echoing the prompt; see
+``metrics.degeneracy``) are flagged per example, counted per model, and every report opens with
+a warning when a model wrote any: a ROUGE-L of 0 over empty answers judges no answers at all.
+
+Chat: ``generate_stream`` answers one prompt token by token, calling back with the text so far,
+and ends early when a ``threading.Event`` is set (the panels' Stop button).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import base64
 import html
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +177,15 @@ class Generation:
     text: str
     new_tokens: int
     seconds: float
+    stopped: bool = False
+    """Ended early by a stop event (``generate_stream``)."""
+
+
+def decoding_settings(cfg: CompareConfig) -> dict:
+    """The decoding settings of ``cfg`` as recorded with results (temperature and top-p only when sampling)."""
+    return {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
+            "temperature": cfg.temperature if cfg.do_sample else None,
+            "top_p": cfg.top_p if cfg.do_sample else None, "seed": cfg.seed}
 
 
 def load_generator(path: str | Path, device: str = "cpu"):
@@ -222,6 +238,85 @@ def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareC
     return out
 
 
+class _StopOnEvent:
+    """A stopping criterion for ``model.generate`` (asked after every token): stop once ``event`` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return input_ids.new_full((input_ids.shape[0],), int(self.event.is_set())).bool()
+
+
+class _TextCallbackStreamer:
+    """A streamer for ``model.generate`` (``put`` per token, ``end``): decodes the new tokens and
+    calls ``on_token(text so far, tokens so far)``; the prompt (the first ``put``) and EOS are skipped."""
+
+    def __init__(self, tokenizer, on_token: Callable[[str, int], None] | None):
+        self.tokenizer, self.on_token = tokenizer, on_token
+        self.ids: list[int] = []
+        self.prompt_seen = self.finished = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            if self.finished or token == self.tokenizer.eos_token_id:
+                self.finished = True
+                continue
+            self.ids.append(token)
+            if self.on_token is not None:
+                self.on_token(self.text(), len(self.ids))
+
+    def end(self) -> None:
+        pass
+
+    def text(self) -> str:
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()
+
+
+def generate_stream(model, tokenizer, prompt: str, cfg: CompareConfig = CompareConfig(),
+                    stop: threading.Event | None = None,
+                    on_token: Callable[[str, int], None] | None = None) -> Generation:
+    """Answer one already formatted prompt token by token, as ``generate`` would, until EOS,
+    ``cfg.max_new_tokens`` or ``stop``.
+
+    Runs in the calling thread (a panel calls it from a worker thread, so the kernel stays free).
+
+    Args:
+        model, tokenizer: A causal LM and its tokenizer (``load_generator``).
+        prompt: The formatted prompt (``templates.generation_prompt``).
+        cfg: Decoding settings: ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ``seed``.
+        stop: Set it (from another thread) to end generation after the token being generated.
+        on_token: Called after every new token with the answer so far (decoded, special tokens
+            dropped) and the number of tokens so far.
+
+    Returns:
+        The answer (stripped), its token count, the seconds taken, and whether ``stop`` ended it.
+    """
+    import torch
+
+    stop = stop or threading.Event()
+    if stop.is_set():
+        return Generation("", 0, 0.0, stopped=True)
+    device = next(model.parameters()).device
+    enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=special_tokens_for(tokenizer)).to(device)
+    streamer = _TextCallbackStreamer(tokenizer, on_token)
+    kwargs = {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample, "use_cache": True,
+              "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+              "streamer": streamer, "stopping_criteria": [_StopOnEvent(stop)]}
+    if cfg.do_sample:
+        kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
+    torch.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.generate(**enc, **kwargs)
+    seconds = time.perf_counter() - start
+    stopped = stop.is_set() and not streamer.finished and len(streamer.ids) < cfg.max_new_tokens
+    return Generation(streamer.text().strip(), len(streamer.ids), seconds, stopped)
+
+
 def prompts_and_references(ds: LoadedDataset, tokenizer, token_cfg: TokenConfig = TokenConfig()):
     """Generation prompts (all turns before the last answer, formatted) and the reference answers."""
     prompts, refs = [], []
@@ -238,9 +333,11 @@ class GenerationComparison:
     """Causal LMs compared on one test split."""
 
     examples: pd.DataFrame
-    """prompt (user turn), reference, then ``output:<model>`` and one column per metric per model."""
+    """prompt (user turn), reference, then ``output:<model>``, one column per metric per model, and
+    ``degenerate:<model>`` (the kind of degenerate answer, ``metrics.degeneracy``; empty when fine)."""
     metrics: pd.DataFrame
-    """Per model: each metric's mean and interval, reference perplexity, latency, tokens/s."""
+    """Per model: each metric's mean and interval, reference perplexity, latency, tokens/s, and the
+    count of degenerate answers (``degenerate``, and ``degenerate_<kind>`` per kind)."""
     differences: pd.DataFrame
     """Per model and metric against the reference: difference, interval, p-value, wins/ties/losses."""
     reference: str
@@ -262,6 +359,7 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
         gens = generate(model, tok, prompts, cfg)
         outputs = [g.text for g in gens]
         examples[f"output:{name}"] = outputs
+        examples[f"degenerate:{name}"] = [M.degeneracy(a, u) for a, u in zip(outputs, users)]
         scores = M.score_generations(refs, outputs, cfg.metrics)
         for m in cfg.metrics:
             examples[f"{m}:{name}"] = scores[m].to_numpy()
@@ -275,7 +373,8 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
         row = {"model": name, "reference_perplexity": ppl.perplexity, "examples": len(gens),
                "seconds_per_example": seconds / max(1, len(gens)),
                "tokens_per_s": sum(g.new_tokens for g in gens) / seconds if seconds else float("nan"),
-               "answer_tokens_mean": float(np.mean([g.new_tokens for g in gens])) if gens else 0.0}
+               "answer_tokens_mean": float(np.mean([g.new_tokens for g in gens])) if gens else 0.0,
+               **M.degeneracy_counts(outputs, users)}
         for m in cfg.metrics:
             lo, hi = _interval(per_metric[m][name], cfg)
             row.update({m: float(per_metric[m][name].mean()), f"{m}_low": lo, f"{m}_high": hi})
@@ -284,11 +383,9 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
     examples.insert(2, "reference", refs or [])
     reference = reference or next(iter(models))
     diffs = pd.concat([_differences(per_metric[m], reference, cfg, m) for m in per_metric], ignore_index=True)
-    settings = {"decoding": {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
-                             "temperature": cfg.temperature if cfg.do_sample else None,
-                             "top_p": cfg.top_p if cfg.do_sample else None, "seed": cfg.seed},
-                "bootstrap_resamples": cfg.bootstrap_resamples, "confidence": cfg.confidence,
-                "models": {k: str(v) for k, v in models.items()}, "test": test.source, "examples": len(test)}
+    settings = {"decoding": decoding_settings(cfg), "bootstrap_resamples": cfg.bootstrap_resamples,
+                "confidence": cfg.confidence, "models": {k: str(v) for k, v in models.items()}, "test": test.source,
+                "examples": len(test)}
     return GenerationComparison(examples, pd.DataFrame(rows).set_index("model"), diffs, reference, settings)
 
 
@@ -425,10 +522,34 @@ def markdown_table(frame: pd.DataFrame, index: bool = True, digits: int = 4) -> 
     return "\n".join([head, rule, *rows])
 
 
+def degenerate_warnings(comparison) -> list[str]:
+    """One line per model that wrote degenerate answers (empty, looping, echoing the prompt), e.g.
+    ``"base: 6 of 6 answers degenerate (6 empty)"``; none for classifiers or when all answers are fine."""
+    table = comparison.metrics
+    if "degenerate" not in table.columns:
+        return []
+    lines = []
+    for name, row in table.iterrows():
+        note = M.degeneracy_note(row.to_dict(), row.get("examples"))
+        if note:
+            lines.append(f"{name}: {note}")
+    return lines
+
+
+_DEGENERATE_ADVICE = ("their scores judge no real answers; read them (the degenerate:<model> column of the "
+                      "examples) before trusting a difference.")
+
+
 def report_markdown(comparison, title: str = "Comparison") -> str:
-    """The comparison as Markdown: metric table, differences with intervals, settings."""
-    parts = [f"# {title}", "", "## Metrics", "", markdown_table(comparison.metrics), "",
-             f"## Differences against {comparison.reference}", ""]
+    """The comparison as Markdown: a warning about degenerate answers if any, metric table,
+    differences with intervals, settings."""
+    parts = [f"# {title}", ""]
+    warnings = degenerate_warnings(comparison)
+    if warnings:
+        parts += [f"> **Warning: degenerate answers.** {'; '.join(warnings)}. Such answers are empty, loop on "
+                  f"repeated n-grams or echo the prompt: {_DEGENERATE_ADVICE}", ""]
+    parts += ["## Metrics", "", markdown_table(comparison.metrics), "",
+              f"## Differences against {comparison.reference}", ""]
     parts.append(markdown_table(comparison.differences, index=False) if len(comparison.differences)
                  else "(one model only)")
     if isinstance(comparison, ClassificationComparison):
@@ -450,7 +571,11 @@ def confusion_pngs(comparison: ClassificationComparison) -> dict[str, bytes]:
 def report_html(comparison, title: str = "Comparison", pngs: dict[str, bytes] | None = None) -> str:
     """A standalone HTML page: tables, plots (embedded PNG; ``pngs`` when already drawn), per-example samples."""
 
-    body = [f"<h1>{html.escape(title)}</h1>", "<h2>Metrics</h2>", comparison.metrics.round(4).to_html(),
+    warnings = degenerate_warnings(comparison)
+    warning = (f'<p class="wb-warning" style="color:#b00;font-weight:bold">Warning: degenerate answers. '
+               f"{html.escape('; '.join(warnings))}. Such answers are empty, loop on repeated n-grams or echo the "
+               f"prompt: {html.escape(_DEGENERATE_ADVICE)}</p>") if warnings else ""
+    body = [f"<h1>{html.escape(title)}</h1>", warning, "<h2>Metrics</h2>", comparison.metrics.round(4).to_html(),
             f"<h2>Differences against {html.escape(comparison.reference)}</h2>",
             comparison.differences.round(4).to_html(index=False) if len(comparison.differences) else "<p>one model</p>"]
     if isinstance(comparison, ClassificationComparison):
@@ -497,6 +622,7 @@ def write_report(comparison, out_dir: str | Path, title: str = "Comparison") -> 
 
 
 __all__ = ["ClassificationComparison", "ClassifierScorer", "GenerationComparison", "classifier_predictor",
-           "compare_classifiers", "compare_generators", "confusion_pngs", "disagreement", "generate", "load_generator",
+           "compare_classifiers", "compare_generators", "confusion_pngs", "decoding_settings", "degenerate_warnings",
+           "disagreement", "generate", "generate_stream", "load_generator",
            "per_class_table", "prompts_and_references", "report_html", "report_markdown", "top_labels",
            "write_report"]

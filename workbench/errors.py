@@ -7,9 +7,39 @@ field) lives with the data layer in ``workbench.data.problems``.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Iterable
+
 
 class ConfigError(ValueError):
     """A configuration value or key that is not allowed; the message says what is."""
+
+
+class ModelNotFoundError(ConfigError):
+    """A model or tokenizer name that is no local folder or file, no preset, and no hub model in the local cache."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"ModelNotFoundError: {self}"]
+
+
+def model_not_found(name: str | Path, error: BaseException, presets: Iterable[str] = ()) -> ModelNotFoundError:
+    """The one-line error for a model or tokenizer that ``from_pretrained`` could not load (its ``OSError``).
+
+    Args:
+        name: What the user named: a folder, a file, a preset or a hub id.
+        error: The loader's error (or a ``ModelNotFoundError`` to add the presets to).
+        presets: The preset names to list in the fix.
+    """
+    known = f" Presets: {', '.join(presets)}." if presets else ""
+    if isinstance(error, ModelNotFoundError):
+        return ModelNotFoundError(f"{error}{known}")
+    if Path(str(name)).expanduser().exists():
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        return ModelNotFoundError(f"{name}: {first} Fix: point at a folder written by save_pretrained (config.json, "
+                                  f"the weights and the tokenizer files) or at a .gguf file.{known}")
+    return ModelNotFoundError(f"{str(name)!r} is not a local folder or file, not a preset, and no hub model of that "
+                              "name is in the local cache (the hub is offline or out of reach). Fix: name a model "
+                              "folder, a .gguf file, a preset, or a hub id downloaded beforehand." + known)
 
 
 class TrainingError(RuntimeError):

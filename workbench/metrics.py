@@ -13,7 +13,9 @@ Generation, one reference per example
     ``bleu``/``chrf`` (corpus) and ``sentence_bleu``/``sentence_chrf`` (one example) are
     sacrebleu's, with its defaults: BLEU with the ``13a`` tokenizer and exponential smoothing
     (effective n-gram order at sentence level), chrF with character 6-grams and beta 2.
-    ``answer_length`` summarises how long answers are. Scales: ``exact_match``, ``token_f1``
+    ``answer_length`` summarises how long answers are; ``degeneracy`` flags an answer that is
+    empty, loops on repeated n-grams or echoes the prompt (``degeneracy_counts`` counts them), so
+    a report can say its scores judge no real answers. Scales: ``exact_match``, ``token_f1``
     and ``rouge_l`` are in [0, 1]; BLEU and chrF keep sacrebleu's 0-100.
 
 Language modelling
@@ -447,6 +449,81 @@ def answer_length(answers: Sequence[str], references: Sequence[str] | None = Non
     return AnswerLengths(n=len(a), mean=float(a.mean()), median=float(np.median(a)),
                          p90=float(np.percentile(a, 90)), min=int(a.min()), max=int(a.max()),
                          empty=int((a == 0).sum()), length_ratio=ratio, unit=unit)
+
+
+#: The kinds of degenerate answer ``degeneracy`` tells apart, in the order it checks them, with the
+#: words reports use for them.
+DEGENERATE_KINDS = {"empty": "empty", "echo": "prompt echoed", "repetition": "repeated n-grams"}
+
+
+def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def degeneracy(answer: str | None, prompt: str = "", n: int = 3, repeated_share: float = 0.5,
+               echo_share: float = 0.8) -> str:
+    """Why a generated answer is degenerate, or ``""`` when it is not.
+
+    The words compared are ``rouge_tokens`` (lower-cased runs of word characters).
+
+    - ``empty``: no words at all (nothing, whitespace and newlines, or punctuation only).
+    - ``echo``: the answer repeats the prompt: their longest common word sequence is at least
+      ``echo_share`` of the answer and at least half of the prompt.
+    - ``repetition``: the answer loops: of its word ``n``-grams (at least four of them), at
+      least ``repeated_share`` are repeats of an ``n``-gram seen earlier in it (natural text
+      rarely repeats a 3-gram; a model stuck in a loop repeats little else).
+
+    Args:
+        answer: The generated answer (None counts as empty).
+        prompt: What the model was asked (the user's text), for the echo check; empty to skip it.
+        n: The n-gram length of the repetition check.
+        repeated_share: Share of repeated n-grams from which an answer counts as a loop.
+        echo_share: Share of the answer that, copied from the prompt, makes it an echo.
+
+    Returns:
+        ``"empty"``, ``"echo"``, ``"repetition"`` (see ``DEGENERATE_KINDS``) or ``""``.
+    """
+    words = rouge_tokens(answer or "")
+    if not words:
+        return "empty"
+    asked = rouge_tokens(prompt or "")
+    if asked:
+        common = lcs_length(asked, words)
+        if common >= echo_share * len(words) and common >= 0.5 * len(asked):
+            return "echo"
+    grams = _ngrams(words, n)
+    if len(grams) >= 4 and 1 - len(set(grams)) / len(grams) >= repeated_share:
+        return "repetition"
+    return ""
+
+
+def degeneracy_counts(answers: Sequence[str], prompts: Sequence[str] | None = None, **kwargs) -> dict[str, int]:
+    """How many answers are degenerate, in all (``degenerate``) and by kind (``degenerate_<kind>``).
+
+    Args:
+        answers: The generated answers.
+        prompts: What each answer was asked (for the echo check); None to skip that check.
+        **kwargs: Thresholds of ``degeneracy``.
+    """
+    prompts = list(prompts) if prompts is not None else [""] * len(answers)
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers: one prompt per answer.")
+    kinds = [degeneracy(a, p, **kwargs) for a, p in zip(answers, prompts)]
+    return {"degenerate": sum(bool(k) for k in kinds), **{f"degenerate_{k}": kinds.count(k) for k in DEGENERATE_KINDS}}
+
+
+def degeneracy_note(counts: dict, total: int | None = None) -> str:
+    """A short phrase for ``degeneracy_counts`` (or a metrics row holding them), ``""`` when there are none.
+
+    ``"6 of 8 answers degenerate (4 empty, 2 repeated n-grams)"``.
+    """
+    flagged = int(counts.get("degenerate") or 0)
+    if not flagged:
+        return ""
+    kinds = ", ".join(f"{int(counts[f'degenerate_{k}'])} {words}" for k, words in DEGENERATE_KINDS.items()
+                      if counts.get(f"degenerate_{k}"))
+    of = f" of {int(total)}" if total else ""
+    return f"{flagged}{of} answer{'s' if (total or flagged) != 1 else ''} degenerate" + (f" ({kinds})" if kinds else "")
 
 
 # --------------------------------------------------------------------------- perplexity

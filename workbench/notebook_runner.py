@@ -163,7 +163,10 @@ def _step_plan(cfg: ExperimentConfig, run_dir: Path) -> list[tuple[str, str, dic
     model_path = cfg.model.name_or_path
     if cfg.pretrain.source:
         pre = cfg.pretrain
-        pre_cfg = replace(cfg, data=replace(cfg.data, source=pre.source, format="corpus", columns={}, split=None,
+        # The pretraining step reads pre.source as running text; its data section is made here, so a table's
+        # text column comes from the pretrain section (pipeline.finetune words its errors in those terms).
+        columns = {"text": pre.text_column} if pre.text_column else {}
+        pre_cfg = replace(cfg, data=replace(cfg.data, source=pre.source, format="corpus", columns=columns, split=None,
                                             eval_split=None, validation=0.0, test=0.0, stratify=None),
                           model=replace(cfg.model, name_or_path="", task="pretraining", method="full"),
                           train=replace(cfg.train, epochs=pre.epochs, max_steps=pre.max_steps,

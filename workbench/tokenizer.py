@@ -7,12 +7,27 @@ import hashlib
 from pathlib import Path
 from typing import Iterable
 
+from .errors import model_not_found
+
 
 def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, **kwargs):
-    """A fast tokenizer from a local folder or a hub id (``trust_remote_code`` off unless asked for)."""
+    """A fast tokenizer from a local folder or a hub id (``trust_remote_code`` off unless asked for).
+
+    Raises:
+        ModelNotFoundError: nothing of that name to load (one line saying what to name instead).
+    """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    except OSError as e:
+        raise model_not_found(name_or_path, e) from None
+    except ValueError:
+        folder = Path(str(name_or_path)).expanduser()
+        if folder.is_dir() and not any(folder.glob("tokenizer*")):  # transformers finds no backend to build
+            raise model_not_found(name_or_path, OSError("the folder holds no tokenizer files (tokenizer.json, "
+                                                        "tokenizer_config.json).")) from None
+        raise
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"{name_or_path}: a fast tokenizer is needed (offsets are used for loss masks).")
     if tok.pad_token is None and tok.eos_token is not None:

@@ -1,7 +1,8 @@
 """Compare panels: models side by side on an input, metrics with intervals, disagreements.
 
-``ComparePanel`` is for causal LMs (outputs with differences highlighted, and a chat);
-``ClassifierComparePanel`` for classifiers (each model's most probable labels, per-class changes).
+``ComparePanel`` is for causal LMs (outputs with differences highlighted, and a chat in which the
+picked models answer side by side, streaming, with Stop); ``ClassifierComparePanel`` for
+classifiers (each model's most probable labels, per-class changes).
 """
 
 from __future__ import annotations
@@ -9,17 +10,21 @@ from __future__ import annotations
 import difflib
 import html
 import random
+import threading
+import time
+from dataclasses import replace
 from typing import Callable
 
 import ipywidgets as widgets
 import pandas as pd
 
-from ..compare import (ModelSet, compare_classifiers, compare_generators, disagreement, generate, load_generator,
-                       per_class_table, prompts_and_references, top_labels)
+from ..compare import (ModelSet, compare_classifiers, compare_generators, decoding_settings, degenerate_warnings,
+                       disagreement, generate, generate_stream, load_generator, per_class_table,
+                       prompts_and_references, top_labels)
 from ..config import CompareConfig, TokenConfig
 from ..data.dataset import LoadedDataset
 from ..templates import generation_prompt
-from .base import Panel
+from .base import Panel, form_field
 
 
 def diff_html(text: str, reference: str) -> str:
@@ -51,27 +56,44 @@ def _common_widgets(names: list[str], selected: list[str], test, placeholder: st
     return pick, box, sample, run, columns, status, score, metrics
 
 
+def _decoding_words(settings: dict) -> str:
+    """``decoding_settings`` as a few words for an answer's footer."""
+    how = (f"sampling, temperature {settings['temperature']:g}, top-p {settings['top_p']:g}"
+           if settings["do_sample"] else "greedy")
+    return f"{how}, at most {settings['max_new_tokens']} new tokens"
+
+
 class ComparePanel(Panel):
-    """Compare causal LMs (a base, adapters, merged exports) on prompts and on a test split.
+    """Compare causal LMs (a base, adapters, merged exports) on prompts, in a chat, and on a test split.
+
+    The Chat tab sends each message to every model picked there; their answers stream in side by
+    side (one model after the other, in a worker thread), and Stop ends the one being generated and
+    skips the rest. Each answer is kept in ``history`` with the decoding settings of the form.
 
     Args:
         models: Display name to a model folder (full, merged, or an adapter).
         test: A test split with reference answers, for sampling prompts and for metrics.
-        cfg: Decoding and bootstrap settings.
-        loader, generator, comparer: The core functions (tests pass stubs).
+        cfg: Decoding and bootstrap settings (the chat's form starts from its decoding settings).
+        loader, generator, comparer, streamer: The core functions ``load_generator``, ``generate``,
+            ``compare_generators`` and ``generate_stream`` (tests pass stubs).
     """
 
     def __init__(self, models: dict[str, str], test: LoadedDataset | None = None, cfg: CompareConfig = CompareConfig(),
                  loader: Callable = load_generator, generator: Callable = generate,
-                 comparer: Callable = compare_generators, device: str = "cpu"):
+                 comparer: Callable = compare_generators, device: str = "cpu", streamer: Callable = generate_stream):
         if not models:
             raise ValueError("ComparePanel needs at least one model")
         self.models, self.test, self.cfg = dict(models), test, cfg
         self._load, self._generate, self._compare, self.device = loader, generator, comparer, device
+        self._stream = streamer
         self._cache: dict[str, tuple] = {}
         self.outputs: dict[str, str] = {}
         self.comparison = None
         self.history: list[dict] = []
+        """The chat: ``{"role": "user", "content"}`` for each message, then one ``{"role": "assistant",
+        "model", "content", "settings", "new_tokens", "seconds", "stopped"}`` per picked model."""
+        self._stop = threading.Event()
+        self._live: dict | None = None
         names = list(models)
 
         (self.pick, self.prompt, self.sample_btn, self.generate_btn, self.columns, self.status, self.metrics_btn,
@@ -79,28 +101,51 @@ class ComparePanel(Panel):
         self.reference = widgets.HTML()
         self.examples_html = widgets.HTML("<i>Score the models to browse the examples where they disagree most.</i>")
 
-        self.chat_model = widgets.Dropdown(options=names, value=names[0], description="Chat with")
+        self.chat_pick = widgets.SelectMultiple(options=names, value=tuple(names[:2]), description="Chat with",
+                                                rows=min(5, len(names)))
+        self.decoding = form_field(widgets.ToggleButtons, CompareConfig, "do_sample", cfg.do_sample, label="decoding",
+                                   options=[("greedy", False), ("sampling", True)])
+        self.temperature = form_field(widgets.BoundedFloatText, CompareConfig, "temperature", cfg.temperature,
+                                      min=0.01, max=5.0, step=0.1, layout=widgets.Layout(width="190px"),
+                                      style={"description_width": "initial"})
+        self.top_p = form_field(widgets.BoundedFloatText, CompareConfig, "top_p", cfg.top_p, label="top-p",
+                                min=0.01, max=1.0, step=0.05, layout=widgets.Layout(width="150px"),
+                                style={"description_width": "initial"})
+        self.max_new_tokens = form_field(widgets.BoundedIntText, CompareConfig, "max_new_tokens", cfg.max_new_tokens,
+                                         label="max new tokens", min=1, max=8192, layout=widgets.Layout(width="230px"),
+                                         style={"description_width": "initial"})
+        self.form = {(CompareConfig, "do_sample"): self.decoding, (CompareConfig, "temperature"): self.temperature,
+                     (CompareConfig, "top_p"): self.top_p, (CompareConfig, "max_new_tokens"): self.max_new_tokens}
+        self.decoding.observe(lambda _: self._sampling_fields(), "value")
+        self._sampling_fields()
         self.chat_log = widgets.HTML()
-        self.chat_log.add_class("wb-chat-log")
-        self.chat_input = widgets.Text(placeholder="Say something…", continuous_update=False,
-                                       layout=widgets.Layout(width="60%"))
-        self.chat_input.add_class("wb-chat-input")
-        self.send_btn = widgets.Button(description="Send")
-        self.send_btn.add_class("wb-send")
+        self.chat_input = widgets.Text(placeholder="Ask the models something…", layout=widgets.Layout(width="60%"))
+        self.send_btn = widgets.Button(description="Send", button_style="primary")
+        self.stop_btn = widgets.Button(description="Stop", button_style="danger", disabled=True)
         self.clear_btn = widgets.Button(description="Clear")
+        self.chat_status = widgets.HTML()
+        for w, css in [(self.chat_pick, "wb-chat-pick"), (self.decoding, "wb-chat-decoding"),
+                       (self.temperature, "wb-chat-temperature"), (self.top_p, "wb-chat-top-p"),
+                       (self.max_new_tokens, "wb-chat-max-new-tokens"), (self.chat_log, "wb-chat-log"),
+                       (self.chat_input, "wb-chat-input"), (self.send_btn, "wb-send"), (self.stop_btn, "wb-chat-stop"),
+                       (self.clear_btn, "wb-chat-clear"), (self.chat_status, "wb-chat-status")]:
+            w.add_class(css)
 
         self.sample_btn.on_click(lambda _: self.sample())
         self.generate_btn.on_click(lambda _: self.start_generate())
         self.metrics_btn.on_click(lambda _: self.start_score())
         self.send_btn.on_click(lambda _: self.start_chat())
+        self.stop_btn.on_click(lambda _: self.stop_chat())
         self.clear_btn.on_click(lambda _: self.clear_chat())
 
         prompt_tab = widgets.VBox([widgets.HBox([self.pick, self.prompt]),
                                    widgets.HBox([self.sample_btn, self.generate_btn, self.status]),
                                    self.reference, self.columns])
         metrics_tab = widgets.VBox([self.metrics_btn, self.metrics_html])
-        chat_tab = widgets.VBox([self.chat_model, self.chat_log,
-                                 widgets.HBox([self.chat_input, self.send_btn, self.clear_btn])])
+        settings = widgets.VBox([self.decoding, widgets.HBox([self.temperature, self.top_p, self.max_new_tokens])])
+        chat_tab = widgets.VBox([widgets.HBox([self.chat_pick, settings]), self.chat_log,
+                                 widgets.HBox([self.chat_input, self.send_btn, self.stop_btn, self.clear_btn]),
+                                 self.chat_status])
         self.tabs = widgets.Tab(children=[prompt_tab, metrics_tab, self.examples_html, chat_tab])
         for i, t in enumerate(["Side by side", "Metrics", "Disagreements", "Chat"]):
             self.tabs.set_title(i, t)
@@ -115,7 +160,7 @@ class ComparePanel(Panel):
         return self._cache[name]
 
     def _busy(self, flag: bool, message: str = "") -> None:
-        for b in (self.generate_btn, self.metrics_btn, self.send_btn):
+        for b in (self.generate_btn, self.metrics_btn, self.send_btn, self.clear_btn):
             b.disabled = flag or (b is self.metrics_btn and self.test is None)
         self.status.value = f"<i>{html.escape(message)}</i>" if message else ""
 
@@ -174,8 +219,11 @@ class ComparePanel(Panel):
                 self.comparison = c = self._compare(self.test, {n: self.models[n] for n in names}, names[0], self.cfg,
                                                     self.device)
                 cols = [m for m in self.cfg.metrics if m in c.metrics.columns] + [
-                    x for x in ("reference_perplexity", "tokens_per_s", "seconds_per_example") if x in c.metrics.columns]
-                self.metrics_html.value = (c.metrics[cols].round(4).to_html()
+                    x for x in ("reference_perplexity", "tokens_per_s", "seconds_per_example", "degenerate")
+                    if x in c.metrics.columns]
+                warnings = "".join(f'<p class="wb-warning" style="color:#b00">Warning: {html.escape(w)}</p>'
+                                   for w in degenerate_warnings(c))
+                self.metrics_html.value = (warnings + c.metrics[cols].round(4).to_html()
                                            + f"<h4>Against {html.escape(c.reference)} (paired bootstrap, "
                                            f"{self.cfg.confidence:.0%} interval)</h4>"
                                            + c.differences.round(4).to_html(index=False))
@@ -191,39 +239,99 @@ class ComparePanel(Panel):
 
     # ------------------------------------------------------------------ chat
 
+    def _sampling_fields(self) -> None:
+        self.temperature.disabled = self.top_p.disabled = not self.decoding.value
+
+    def chat_cfg(self) -> CompareConfig:
+        """The decoding settings of the chat's form."""
+        return replace(self.cfg, **self.form_values(CompareConfig))
+
     def start_chat(self):
-        text = self.chat_input.value.strip()
-        if not text:
+        """Send the typed message to every model picked in the Chat tab, one after the other, streaming."""
+        text, names = self.chat_input.value.strip(), list(self.chat_pick.value)
+        if not text or not names:
+            self.chat_status.value = "<i>Pick at least one model and type a message.</i>"
             return None
+        cfg = self.chat_cfg()
+        settings = decoding_settings(cfg)
         self.chat_input.value = ""
         self.history.append({"role": "user", "content": text})
+        self._stop.clear()
+        self._busy(True)
+        self.stop_btn.disabled = False
         self._render_chat()
-        self._busy(True, "Thinking…")
 
         def work():
             try:
-                model, tok = self.model(self.chat_model.value)
-                prompt = generation_prompt(self.history, tok, TokenConfig())
-                answer = self._generate(model, tok, [prompt], self.cfg)[0].text
-                self.history.append({"role": "assistant", "content": answer})
-                self._render_chat()
-                self._busy(False)
-            except Exception as e:  # noqa: BLE001
-                self._busy(False)
-                self.chat_log.value += self.error_html(e)
+                for name in names:
+                    messages = self._messages(name)
+                    answer = {"role": "assistant", "model": name, "content": "", "settings": settings,
+                              "new_tokens": 0, "seconds": 0.0, "stopped": self._stop.is_set()}
+                    self.history.append(answer)
+                    if answer["stopped"]:  # Stop skips the models still waiting
+                        continue
+                    self.chat_status.value = f"<i>{html.escape(name)} is answering…</i>"
+                    model, tok = self.model(name)
+                    prompt = generation_prompt(messages, tok, TokenConfig())
+                    self._live, shown = answer, [0.0]
+
+                    def on_token(so_far: str, tokens: int, answer=answer, shown=shown) -> None:
+                        answer["content"], answer["new_tokens"] = so_far, tokens
+                        if time.monotonic() - shown[0] > 0.1:  # redraw at most ten times a second
+                            shown[0] = time.monotonic()
+                            self._render_chat()
+
+                    g = self._stream(model, tok, prompt, cfg, stop=self._stop, on_token=on_token)
+                    answer.update(content=g.text, new_tokens=g.new_tokens, seconds=g.seconds, stopped=g.stopped)
+                    self._live = None
+                    self._render_chat()
+                stopped = self._stop.is_set()
+                self._chat_done("Stopped." if stopped else "")
+            except Exception as e:  # noqa: BLE001 - shown in the panel
+                self._chat_done()
+                self.chat_status.value = self.error_html(e)
 
         return self._start(work, "compare-chat")
+
+    def _chat_done(self, message: str = "") -> None:
+        self._live = None
+        self._render_chat()
+        self._busy(False)
+        self.stop_btn.disabled = True
+        self.chat_status.value = f"<i>{html.escape(message)}</i>" if message else ""
+
+    def stop_chat(self) -> None:
+        """End the answer being generated and skip the models still waiting."""
+        self._stop.set()
+
+    def _messages(self, name: str) -> list[dict]:
+        """The conversation as model ``name`` had it: every message, and its own answers."""
+        return [{"role": m["role"], "content": m["content"]} for m in self.history
+                if m["role"] == "user" or m.get("model") == name]
 
     def clear_chat(self) -> None:
         self.history = []
         self._render_chat()
 
     def _render_chat(self) -> None:
-        rows = []
-        for m in self.history:
-            who = "You" if m["role"] == "user" else html.escape(self.chat_model.value)
-            rows.append(f'<div class="wb-chat-{m["role"]}"><b>{who}:</b> {html.escape(m["content"])}</div>')
-        self.chat_log.value = "".join(rows)
+        turns: list[list[str]] = []
+        for m in list(self.history):
+            if m["role"] == "user":
+                turns.append([f'<div class="wb-chat-user"><b>You:</b> {html.escape(m["content"])}</div>'])
+                continue
+            state = "answering" if m is self._live else "stopped" if m["stopped"] else "done"
+            meta = {"answering": f"{m['new_tokens']} tokens so far…",
+                    "stopped": f"stopped after {m['new_tokens']} tokens",
+                    "done": f"{m['new_tokens']} tokens in {m['seconds']:.1f} s"}[state]
+            meta += f" · {_decoding_words(m['settings'])}"
+            turns[-1].append(
+                f'<div class="wb-chat-answer" data-model="{html.escape(m["model"])}" data-state="{state}" '
+                f'style="border:1px solid #ccc;padding:6px;min-width:240px;max-width:480px;white-space:pre-wrap">'
+                f'<b>{html.escape(m["model"])}</b><br>{html.escape(m["content"])}'
+                f'<div class="wb-chat-meta" style="color:#777;font-size:11px">{html.escape(meta)}</div></div>')
+        self.chat_log.value = "".join(
+            f'<div class="wb-chat-turn">{t[0]}<div style="display:flex;gap:8px;flex-wrap:wrap">{"".join(t[1:])}'
+            "</div></div>" for t in turns)
 
 
 class ClassifierComparePanel(Panel):
