@@ -37,6 +37,7 @@ from . import metrics as M
 from . import plots
 from .config import CompareConfig, QuantConfig, TokenConfig
 from .data.dataset import LoadedDataset
+from .devices import use_threads
 from .files import atomic_write_bytes, atomic_write_text
 from .methods import METHODS
 from .models import load_causal_lm, load_classifier
@@ -190,6 +191,7 @@ def decoding_settings(cfg: CompareConfig) -> dict:
 
 def load_generator(path: str | Path, device: str = "cpu"):
     """A causal LM for comparison: an adapter trained with QLoRA is evaluated on its 4-bit base, as trained."""
+    use_threads()  # generation too: one thread per free core, not one per core, on a busy machine
     info = Path(path) / "workbench.json"
     method = METHODS.get(json.loads(info.read_text()).get("method")) if info.exists() else None
     return load_causal_lm(path, device, quant=QuantConfig() if method is not None and method.reload_quantized() else None)

@@ -537,7 +537,7 @@ class TrainConfig:
     oom_retry: bool = True
     """On out-of-memory, retry with half the batch and twice the accumulation (same effective batch)."""
     num_threads: int = 0
-    """CPU threads for torch; 0 to leave torch's default."""
+    """CPU threads for torch; 0 to choose from the machine's load (the cores other work leaves free, at least 1)."""
 
     def __post_init__(self):
         if self.learning_rate <= 0:

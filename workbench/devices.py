@@ -6,6 +6,8 @@ names methods) does not load them.
 
 from __future__ import annotations
 
+import os
+
 
 def resolve_device(preference: str = "auto") -> str:
     """``cuda`` if available, else ``mps``, else ``cpu``; an explicit choice is checked."""
@@ -42,3 +44,30 @@ def bnb_config(quant, device: str):
         bnb_4bit_use_double_quant=quant.double_quant,
         bnb_4bit_compute_dtype=compute_dtype(device, quant.compute_dtype),
     )
+
+
+def thread_count(requested: int = 0) -> int:
+    """CPU threads for torch: ``requested`` when positive, else the cores other work leaves free.
+
+    Several processes each running as many threads as there are cores slow one another to a
+    crawl (measured on 2 cores: 66 against 300 tokens/s when training, 12.4 s against 0.49 s
+    for 8 generated tokens), so a busy machine gets fewer threads: the cores less the load
+    average, at least one.
+    """
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - no load average on this platform
+        load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+def use_threads(requested: int = 0) -> int:
+    """Set torch's CPU thread count from ``thread_count(requested)``; returns it."""
+    import torch
+
+    n = thread_count(requested)
+    torch.set_num_threads(n)
+    return n

@@ -32,6 +32,7 @@ from typing import Callable
 from . import plots, presets
 from .config import LoraConfig, ModelConfig, QuantConfig, TokenConfig, TrainConfig, dump_yaml
 from .data.dataset import LoadedDataset
+from .devices import use_threads
 from .errors import TrainingError
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .methods import get_method
@@ -254,8 +255,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
 
     task, method = get_task(model_cfg.task), get_method(model_cfg.method)
     train_cfg = replace(train_cfg, **task.train_overrides)
-    if train_cfg.num_threads:
-        torch.set_num_threads(train_cfg.num_threads)
+    threads = use_threads(train_cfg.num_threads)  # 0: from the machine's load, not a constant
     set_seed(train_cfg.seed)
     if (problem := task.data_problem(train)):
         raise TrainingError(problem)
@@ -286,7 +286,8 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     batch, accum = train_cfg.batch_size, train_cfg.grad_accum
     trained, total = trainable_parameters(loaded.model)
-    info = {"device": loaded.device, "trainable_params": trained, "total_params": total, "warnings": warnings,
+    info = {"device": loaded.device, "cpu_threads": threads, "trainable_params": trained, "total_params": total,
+            "warnings": warnings,
             "resumed_from": resume_from, "discarded_checkpoints": discarded}
     while True:
         has_eval = eval_ds is not None
