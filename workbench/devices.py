@@ -7,6 +7,7 @@ names methods) does not load them.
 from __future__ import annotations
 
 import os
+import time
 
 
 def resolve_device(preference: str = "auto") -> str:
@@ -51,17 +52,34 @@ def thread_count(requested: int = 0) -> int:
 
     Several processes each running as many threads as there are cores slow one another to a
     crawl (measured on 2 cores: 66 against 300 tokens/s when training, 12.4 s against 0.49 s
-    for 8 generated tokens), so a busy machine gets fewer threads: the cores less the load
-    average, at least one.
+    for 8 generated tokens), so a busy machine gets fewer threads: the cores less those busy
+    elsewhere, at least one.
     """
     if requested > 0:
         return requested
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, int(cores - busy_elsewhere() + 0.5)))
+
+
+def busy_elsewhere(samples: int = 5, interval: float = 0.05) -> float:
+    """How many cores other work keeps busy now: runnable tasks other than the caller (median of
+    ``samples`` reads of /proc/loadavg), or the one-minute load average where there is no /proc.
+
+    The load average alone lags by a minute: a pipeline's previous step would still count as busy.
+    """
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # pragma: no cover - no load average on this platform
-        load = 0.0
-    return max(1, min(cores, int(cores - load + 0.5)))
+        counts = []
+        for i in range(samples):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)  # the reader itself is running
+            if i + 1 < samples:
+                time.sleep(interval)
+        return float(sorted(counts)[len(counts) // 2])
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:  # pragma: no cover - neither on this platform
+            return 0.0
 
 
 def use_threads(requested: int = 0) -> int:

@@ -182,7 +182,7 @@ def load_causal_lm(path: str | Path, device: str = "cpu", quant: QuantConfig | N
     quiet_loading()
     from transformers import AutoModelForCausalLM
 
-    path = Path(path)
+    path = Path(resolve_path(str(path)))  # a preset or .gguf base (the comparison's "base") becomes its folder
     tok = load_tokenizer(path)
     info_file = path / "workbench.json"
     info = json.loads(info_file.read_text()) if info_file.exists() else {}

@@ -44,10 +44,11 @@ def _load(path):
 
 
 def resolve_tokenizer(name: str):
-    """A tokenizer by built-in name (``minilm``, ``kb-bpe``), local folder, or hub id."""
+    """A tokenizer by built-in name (``minilm``, ``kb-bpe``), preset model or ``.gguf`` file, local folder,
+    or hub id."""
     if name in BUILTIN_TOKENIZERS:
         return BUILTIN_TOKENIZERS[name]()
-    return _load(name)
+    return _load(resolve_path(name))
 
 
 def counting_tokenizer(name: str):
