@@ -436,3 +436,19 @@ def test_perplexity_needs_pairs(tiny_lm):
     model, tok = tiny_lm
     with pytest.raises(ValueError, match="one reference per prompt"):
         M.perplexity_of_references(model, tok, ["a", "b"], ["c"])
+
+
+@pytest.mark.parametrize("p,resamples,text", [(0.0, 2000, "p < 0.001"), (0.0, 200, "p < 0.01"),
+                                              (0.064, 2000, "p=0.064"), (1.0, 2000, "p=1"),
+                                              (float("nan"), 2000, "p=n/a")])
+def test_p_values_never_print_as_zero(p, resamples, text):
+    assert M.format_p(p, resamples) == text
+
+
+def test_headline_says_p_below_the_bootstrap_floor():
+    from workbench.cli import _headline
+
+    lines = _headline({"differences": [{"model": "lora", "versus": "base", "metric": "rouge_l", "difference": 0.05,
+                                        "ci_low": 0.03, "ci_high": 0.07, "p_value": 0.0, "significant": True,
+                                        "wins": 30, "losses": 5, "resamples": 2000}]})
+    assert "p < 0.001" in lines[0] and "p=0" not in lines[0]

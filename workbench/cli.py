@@ -21,7 +21,7 @@ from .config import (ConfigError, DataConfig, ExperimentConfig, add_config_argum
                      config_from_args, from_dict, load_yaml)
 from .data import DatasetError, data_report, load_dataset
 from .export import GGUF_TYPES, ExportCheckFailed, ExportError, export_model
-from .metrics import degeneracy_note
+from .metrics import degeneracy_note, format_p
 from .notebook_runner import run_experiment
 from .pipeline import finetune
 from .repeat import rerun, sweep
@@ -149,7 +149,8 @@ def _headline(metrics: dict, run_dir: Path | None = None) -> list[str]:
             "a real loss" if d.get("significant") else "not significant at this level")
         lines.append(f"  {d['model']} vs {d['versus']} on {d['metric']}: {scale * d['difference']:+.2f}{unit} "
                      f"[{scale * d['ci_low']:+.2f}, {scale * d['ci_high']:+.2f}] (paired bootstrap, "
-                     f"p={d.get('p_value', float('nan')):.3g}; {verdict}; {d.get('wins')} wins, "
+                     f"{format_p(d.get('p_value', float('nan')), d.get('resamples', 2000))}; {verdict}; "
+                     f"{d.get('wins')} wins, "
                      f"{d.get('losses')} losses)")
     if run_dir is not None and (Path(run_dir) / "compare" / "report.html").exists():
         lines.append(f"  report: {Path(run_dir) / 'compare' / 'report.html'}")

@@ -164,7 +164,7 @@ def _differences(scores: dict[str, np.ndarray], reference: str, cfg: CompareConf
         b = M.paired_bootstrap(base, s, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed, confidence=cfg.confidence)
         wins, ties, losses = M.win_tie_loss(base, s)
         rows.append({"model": name, "versus": reference, "metric": metric, "difference": b.difference,
-                     "ci_low": b.ci_low, "ci_high": b.ci_high, "p_value": b.p_value,
+                     "ci_low": b.ci_low, "ci_high": b.ci_high, "p_value": b.p_value, "resamples": cfg.bootstrap_resamples,
                      "significant": bool(b.ci_low > 0 or b.ci_high < 0), "wins": wins, "ties": ties,
                      "losses": losses})
     return pd.DataFrame(rows)
@@ -542,6 +542,15 @@ _DEGENERATE_ADVICE = ("their scores judge no real answers; read them (the degene
                       "examples) before trusting a difference.")
 
 
+def _shown_differences(comparison) -> pd.DataFrame:
+    """The differences table as reports show it: p-values as text (``p < 0.001``, never ``0``)."""
+    shown = comparison.differences.copy()
+    if "p_value" in shown:
+        resamples = comparison.settings.get("bootstrap_resamples", 2000)
+        shown["p_value"] = [M.format_p(p, resamples) for p in shown["p_value"]]
+    return shown
+
+
 def report_markdown(comparison, title: str = "Comparison") -> str:
     """The comparison as Markdown: a warning about degenerate answers if any, metric table,
     differences with intervals, settings."""
@@ -552,7 +561,7 @@ def report_markdown(comparison, title: str = "Comparison") -> str:
                   f"repeated n-grams or echo the prompt: {_DEGENERATE_ADVICE}", ""]
     parts += ["## Metrics", "", markdown_table(comparison.metrics), "",
               f"## Differences against {comparison.reference}", ""]
-    parts.append(markdown_table(comparison.differences, index=False) if len(comparison.differences)
+    parts.append(markdown_table(_shown_differences(comparison), index=False) if len(comparison.differences)
                  else "(one model only)")
     if isinstance(comparison, ClassificationComparison):
         for name, pairs in comparison.most_confused.items():
@@ -579,7 +588,8 @@ def report_html(comparison, title: str = "Comparison", pngs: dict[str, bytes] | 
                f"prompt: {html.escape(_DEGENERATE_ADVICE)}</p>") if warnings else ""
     body = [f"<h1>{html.escape(title)}</h1>", warning, "<h2>Metrics</h2>", comparison.metrics.round(4).to_html(),
             f"<h2>Differences against {html.escape(comparison.reference)}</h2>",
-            comparison.differences.round(4).to_html(index=False) if len(comparison.differences) else "<p>one model</p>"]
+            _shown_differences(comparison).round(4).to_html(index=False) if len(comparison.differences)
+            else "<p>one model</p>"]
     if isinstance(comparison, ClassificationComparison):
         body.append(f"<h2>Per class (F1 change against {html.escape(comparison.reference)}, largest gains first)"
                     "</h2>")

@@ -728,6 +728,15 @@ def paired_bootstrap(scores_a, scores_b, n_resamples: int = 2000, seed: int = 0,
                            ci_low=float(low), ci_high=float(high), p_value=min(1.0, p), n=n)
 
 
+def format_p(p: float, n_resamples: int) -> str:
+    """A bootstrap p-value as text: ``p=0.064``, or ``p < 0.001`` when no resample crossed zero
+    (the smallest p that ``n_resamples`` can show is 2/``n_resamples``; "p=0" would claim certainty)."""
+    if p != p:
+        return "p=n/a"
+    floor = 2 / max(1, n_resamples)
+    return f"p < {floor:.2g}" if p < floor else f"p={p:.3g}"
+
+
 def win_tie_loss(scores_a, scores_b, tie: float = 1e-9) -> tuple[int, int, int]:
     """How often b beats a, ties with it, and loses to it, example by example.
 
