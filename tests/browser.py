@@ -100,6 +100,13 @@ def jupyterlab(root: Path = ROOT, timeout: float = 90):
                  env={"JUPYTER_CONFIG_DIR": str(ARTIFACTS / "jupyter-config")}, stop_wait=15)
 
 
+def assert_clean(page, screenshot: str, full_page: bool = True) -> None:
+    """Save a screenshot of ``page``, then check it shows no widget error and raised no page error."""
+    page.screenshot(path=screenshot, full_page=full_page)
+    assert page.locator(".jupyter-widgets-error-widget").count() == 0
+    assert page.errors == []
+
+
 @contextlib.contextmanager
 def voila_page(notebook: str | Path, selector: str, timeout: float = 120):
     """A chromium page on ``notebook`` served by Voila, once ``selector`` has rendered; yields the page."""

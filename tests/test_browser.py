@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from browser import ARTIFACTS, ROOT, browser_page, jupyterlab, needs_chromium, parameterized_copy, voila_page
+from browser import (ARTIFACTS, ROOT, assert_clean, browser_page, jupyterlab, needs_chromium, parameterized_copy,
+                     voila_page)
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -40,9 +41,7 @@ def test_explorer_in_voila_search_filter_page(tmp_path):
         first = rows.first.inner_text()
         assert "refund" in first.lower() and "train.csv:" in first
 
-        page.screenshot(path=str(ARTIFACTS / "explorer-voila.png"), full_page=True)
-        assert page.locator(".jupyter-widgets-error-widget").count() == 0
-        assert page.errors == []
+        assert_clean(page, str(ARTIFACTS / "explorer-voila.png"), full_page=True)
 
 
 def test_compare_panel_in_voila_generates_with_two_models(tmp_path):
@@ -70,9 +69,7 @@ def test_compare_panel_in_voila_generates_with_two_models(tmp_path):
             assert first.startswith("alpha") and second.startswith("beta")
             assert first[len("alpha"):].strip() and second[len("beta"):].strip()   # both models wrote something
             page.wait_for_function("() => !document.querySelector('.wb-compare-status').innerText.includes('Generating')")
-            page.screenshot(path=str(ARTIFACTS / "compare-voila.png"), full_page=True)
-            assert page.locator(".jupyter-widgets-error-widget").count() == 0
-            assert page.errors == []
+            assert_clean(page, str(ARTIFACTS / "compare-voila.png"), full_page=True)
     finally:
         notebook.unlink(missing_ok=True)
 
@@ -128,9 +125,7 @@ def test_dashboard_in_voila_load_tokens_train_stop_runs(tmp_path):
                 "() => document.querySelector('.wb-runs-table').innerText.includes('stopped')", timeout=30_000)
             table = page.locator(".wb-runs-table").inner_text()
             assert "dashboard" in table
-            page.screenshot(path=str(shots / "4-runs.png"), full_page=True)
-            assert page.locator(".jupyter-widgets-error-widget").count() == 0
-            assert page.errors == []
+            assert_clean(page, str(shots / "4-runs.png"), full_page=True)
     finally:
         notebook.unlink(missing_ok=True)
 
@@ -195,9 +190,7 @@ def test_dashboard_chat_in_voila_two_models_answer_side_by_side_and_stop(tmp_pat
             assert stopped[0].startswith("alpha") and 0 < n < 3000
             assert stopped[1].startswith("beta") and "stopped after 0 tokens" in stopped[1]
             assert page.locator("button.wb-send").is_enabled() and page.locator("button.wb-chat-stop").is_disabled()
-            page.screenshot(path=str(shots / "7-chat-stopped.png"), full_page=True)
-            assert page.locator(".jupyter-widgets-error-widget").count() == 0
-            assert page.errors == []
+            assert_clean(page, str(shots / "7-chat-stopped.png"), full_page=True)
     finally:
         notebook.unlink(missing_ok=True)
 
@@ -229,6 +222,4 @@ def test_jupyterlab_runs_the_explorer_notebook(tmp_path):
             raise
         panel = page.locator(".jp-OutputArea .wb-dataset-panel").first
         assert "10,003 rows" in panel.inner_text()
-        page.screenshot(path=str(ARTIFACTS / "jupyterlab-explorer.png"), full_page=False)
-        assert page.locator(".jupyter-widgets-error-widget").count() == 0
-        assert page.errors == []
+        assert_clean(page, str(ARTIFACTS / "jupyterlab-explorer.png"), full_page=False)

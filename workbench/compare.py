@@ -164,7 +164,8 @@ def _differences(scores: dict[str, np.ndarray], reference: str, cfg: CompareConf
         b = M.paired_bootstrap(base, s, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed, confidence=cfg.confidence)
         wins, ties, losses = M.win_tie_loss(base, s)
         rows.append({"model": name, "versus": reference, "metric": metric, "difference": b.difference,
-                     "ci_low": b.ci_low, "ci_high": b.ci_high, "p_value": b.p_value, "resamples": cfg.bootstrap_resamples,
+                     "ci_low": b.ci_low, "ci_high": b.ci_high, "p_value": b.p_value,
+                     "resamples": cfg.bootstrap_resamples,
                      "significant": bool(b.ci_low > 0 or b.ci_high < 0), "wins": wins, "ties": ties,
                      "losses": losses})
     return pd.DataFrame(rows)

@@ -31,6 +31,7 @@ __all__ = [
     "DataReport", "DatasetError", "Detection", "Format", "DuplicateGroup", "DuplicateReport", "LoadedDataset",
     "PiiFinding", "PiiReport", "Problem", "Splits", "ValidationReport",
     "data_report", "detect_format", "drop_duplicates", "filter_length", "find_duplicates", "find_pii",
-    "get_format", "input_output", "load_dataset", "load_table", "normalize_text", "rare_label_problems", "redact_pii", "redact_text", "register_format",
+    "get_format", "input_output", "load_dataset", "load_table", "normalize_text", "rare_label_problems", "redact_pii",
+    "redact_text", "register_format",
     "scan_pii", "split_dataset", "verify_splits",
 ]
