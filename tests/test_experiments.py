@@ -38,7 +38,9 @@ def base(tmp_path_factory):
 
 def spec(base, tickets: Path = ROOT / "datasets" / "it_support" / "tickets.jsonl", **changes) -> dict:
     s = {"name": "tiny-sft",
-         "data": {"source": str(tickets), "stratify": "category", "validation": 0.1, "test": 0.05},
+         # pii_allow changes what redaction leaves, and so the content-ordered split: every step must get it.
+         "data": {"source": str(tickets), "stratify": "category", "validation": 0.1, "test": 0.05,
+                  "pii_allow": ["security@northwind.example", "scan@northwind.example"]},
          "model": {"name_or_path": str(base), "task": "causal-lm", "method": "lora"},
          "train": {"max_steps": 6, "learning_rate": 3e-3, "batch_size": 4, "max_length": 512, "logging_steps": 2},
          "tokens": {"max_length": 512, "sample": 100},
@@ -91,8 +93,9 @@ def test_a_run_folder_holds_everything_to_rerun_it(finished):
             "metrics.json"} <= names
     assert json.loads((run / "status.json").read_text())["status"] == "succeeded"
     executed = sorted(p.name for p in (run / "notebooks").iterdir() if not p.name.endswith(".kernel.log"))
-    assert executed == ["01-data.ipynb", "02-tokens.ipynb", "03-finetune-lora.ipynb", "03-finetune-lora.yaml",
-                        "04-compare.ipynb"]  # the fine-tuning step's full config sits beside its notebook
+    assert executed == ["01-data.ipynb", "01-data.yaml", "02-tokens.ipynb", "02-tokens.yaml",
+                        "03-finetune-lora.ipynb", "03-finetune-lora.yaml", "04-compare.ipynb",
+                        "04-compare.yaml"]  # each step's full config sits beside its notebook
     assert (run / "notebooks" / "04-compare.kernel.log").exists()  # kernels' stderr, kept off the terminal
     man = json.loads((run / "manifest.json").read_text())
     assert man["git"]["commit"] and isinstance(man["git"]["dirty"], bool)
@@ -101,6 +104,9 @@ def test_a_run_folder_holds_everything_to_rerun_it(finished):
     assert "hf_secret" not in (run / "manifest.json").read_text() and "hf_token=***" in man["command"]
     assert (run / "train-lora" / "model" / "adapter_model.safetensors").exists()
     assert (run / "compare" / "report.html").exists()
+    # The comparison scored exactly the test split training held out (and the manifest recorded).
+    settings = json.loads((run / "compare" / "settings.json").read_text())
+    assert settings["test_fingerprint"] == man["data"]["splits"]["test"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train-lora"]["global_step"] == 6 and set(metrics["compare"]) == {"base", "lora"}
     nb = nbformat.read(run / "notebooks" / "03-finetune-lora.ipynb", 4)

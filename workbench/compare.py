@@ -32,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import metrics as M
 from . import plots
@@ -113,6 +114,7 @@ def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], r
     """Predict ``test`` with every model and compare them (see the module docstring)."""
     if not test.spec.has_label:
         raise ValueError(f"{test.source} is {test.format}, not classification data")
+    test_fingerprint = test.fingerprint()  # of the whole split, before any sampling: which split was scored
     test = _sample(test, cfg)
     texts = test.frame["text"].tolist()
     gold = [str(x) for x in test.frame["label"]]
@@ -138,7 +140,8 @@ def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], r
     diffs = _differences({n: examples[f"correct:{n}"].to_numpy() for n in predictors}, reference, cfg, "accuracy")
     return ClassificationComparison(examples, table, diffs, reports, confusion, confused, labels, reference,
                                     {"bootstrap_resamples": cfg.bootstrap_resamples, "confidence": cfg.confidence,
-                                     "seed": cfg.seed})
+                                     "seed": cfg.seed, "test": test.source, "test_fingerprint": test_fingerprint,
+                                     "examples": len(test)})
 
 
 def _sample(ds: LoadedDataset, cfg: CompareConfig) -> LoadedDataset:
@@ -351,6 +354,7 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
                        cfg: CompareConfig = CompareConfig(), device: str = "cpu",
                        loader: Callable = load_generator) -> GenerationComparison:
     """Generate with every model on ``test`` and compare (see the module docstring)."""
+    test_fingerprint = test.fingerprint()  # of the whole split, before any sampling: which split was scored
     test = _sample(test, cfg)
     users = [test.spec.prompt_text(r) for r in test.frame[list(test.fields)].to_dict("records")]
     examples = pd.DataFrame({"where": [test.where(i) for i in range(len(test))], "prompt": users})
@@ -388,7 +392,7 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
     diffs = pd.concat([_differences(per_metric[m], reference, cfg, m) for m in per_metric], ignore_index=True)
     settings = {"decoding": decoding_settings(cfg), "bootstrap_resamples": cfg.bootstrap_resamples,
                 "confidence": cfg.confidence, "models": {k: str(v) for k, v in models.items()}, "test": test.source,
-                "examples": len(test)}
+                "test_fingerprint": test_fingerprint, "examples": len(test), "cpu_threads": torch.get_num_threads()}
     return GenerationComparison(examples, pd.DataFrame(rows).set_index("model"), diffs, reference, settings)
 
 
@@ -612,19 +616,22 @@ def report_html(comparison, title: str = "Comparison", pngs: dict[str, bytes] | 
 
 
 def write_report(comparison, out_dir: str | Path, title: str = "Comparison") -> dict[str, Path]:
-    """Write report.html, report.md, metrics.csv, differences.csv and examples.jsonl into ``out_dir``.
+    """Write report.html, report.md, metrics.csv, differences.csv, examples.jsonl and settings.json (decoding,
+    bootstrap, which test split: its fingerprint) into ``out_dir``.
 
     Classification adds per_class.csv and a confusion plot per model (confusion-<model>.png).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "markdown": out / "report.md", "metrics": out / "metrics.csv",
-             "differences": out / "differences.csv", "examples": out / "examples.jsonl"}
+             "differences": out / "differences.csv", "examples": out / "examples.jsonl",
+             "settings": out / "settings.json"}
     pngs = confusion_pngs(comparison) if isinstance(comparison, ClassificationComparison) else None
     atomic_write_text(paths["html"], report_html(comparison, title, pngs))
     atomic_write_text(paths["markdown"], report_markdown(comparison, title))
     atomic_write_text(paths["metrics"], comparison.metrics.to_csv())
     atomic_write_text(paths["differences"], comparison.differences.to_csv(index=False))
+    atomic_write_text(paths["settings"], json.dumps(comparison.settings, indent=2, default=str))
     atomic_write_text(paths["examples"], comparison.examples.to_json(orient="records", lines=True, force_ascii=False))
     if pngs is not None:
         paths["per_class"] = out / "per_class.csv"
