@@ -61,7 +61,7 @@ def thread_count(requested: int = 0) -> int:
     return max(1, min(cores, int(cores - busy_elsewhere() + 0.5)))
 
 
-def busy_elsewhere(samples: int = 5, interval: float = 0.05) -> float:
+def busy_elsewhere(samples: int = 5, interval: float = 0.05, source: str = "/proc/loadavg") -> float:
     """How many cores other work keeps busy now: runnable tasks other than the caller (median of
     ``samples`` reads of /proc/loadavg), or the one-minute load average where there is no /proc.
 
@@ -70,7 +70,7 @@ def busy_elsewhere(samples: int = 5, interval: float = 0.05) -> float:
     try:
         counts = []
         for i in range(samples):
-            with open("/proc/loadavg") as f:
+            with open(source) as f:
                 counts.append(int(f.read().split()[3].split("/")[0]) - 1)  # the reader itself is running
             if i + 1 < samples:
                 time.sleep(interval)

@@ -332,8 +332,11 @@ def export_model(run_or_model_dir: str | Path, out_dir: str | Path | None = None
     if info.get("kind") != "causal-lm":
         raise ExportError(f"{src}: a {info.get('kind')} model; export checks answers of causal LMs "
                           "(merge a classifier with workbench.models.merge_and_export).")
-    out = Path(out_dir) if out_dir else (src.parent / "export" if src.name == "model" else
-                                         src.with_name(src.name + "-export"))
+    out = (Path(out_dir).expanduser() if out_dir else (src.parent / "export" if src.name == "model" else
+                                                       src.with_name(src.name + "-export"))).resolve()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "export.json").exists())):
+        raise ExportError(f"{out} exists and is not an earlier export (it has no export.json); name a new "
+                          "folder with --out, or remove that one yourself.")
     staging = out.with_name(out.name + ".unchecked")
     shutil.rmtree(staging, ignore_errors=True)
     seconds: dict[str, float] = {}
@@ -371,6 +374,14 @@ def export_model(run_or_model_dir: str | Path, out_dir: str | Path | None = None
         seqs = greedy_answers(trained, tokenizer, prompt_ids, max_new_tokens)
         answers["adapter"] = answer_of(seqs[0], lengths[0])
         checks.append(agreement(trained, merged, seqs, lengths, ("adapter", name),
+                                min_agreement if min_agreement is not None else MIN_AGREEMENT["merged"],
+                                TIE_RATIO["merged"]))
+        del trained
+    else:  # a full fine-tune: the copy must answer as the trained folder does
+        trained = AutoModelForCausalLM.from_pretrained(src, **load).eval()
+        seqs = greedy_answers(trained, tokenizer, prompt_ids, max_new_tokens)
+        answers["trained"] = answer_of(seqs[0], lengths[0])
+        checks.append(agreement(trained, merged, seqs, lengths, ("trained", "copied"),
                                 min_agreement if min_agreement is not None else MIN_AGREEMENT["merged"],
                                 TIE_RATIO["merged"]))
         del trained

@@ -19,11 +19,6 @@ CLASSIFIER_FILE = "classifier.json"
 HEAD_FILE = "head.safetensors"
 
 
-def is_sentence_encoder(path: str) -> bool:
-    p = Path(path)
-    return (p / "modules.json").exists() or (p / "1_Pooling" / "config.json").exists()
-
-
 def pooling_mode(path: str, preference: str = "auto") -> str | None:
     """``mean`` or ``cls`` for a pooled head; None to use the model's own classification head."""
     if preference != "auto":

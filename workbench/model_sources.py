@@ -246,6 +246,8 @@ def manifest_entry(name_or_path: str) -> dict | None:
         return source_record(name_or_path)
     except ModelSourceError as e:
         return {"name": str(name_or_path), "error": str(e)}
+    except Exception as e:  # noqa: BLE001 - a run folder must still get its manifest and status
+        return {"name": str(name_or_path), "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
 
 # --------------------------------------------------------------------------- GGUF -> cached folder

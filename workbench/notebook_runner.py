@@ -34,6 +34,7 @@ from .run_folders import (
     write_metrics,
     write_status,
 )
+from .tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -176,7 +177,7 @@ def _step_plan(cfg: ExperimentConfig, run_dir: Path) -> list[tuple[str, str, dic
                                                        "eval_split": "", "test": 0.0, "validation": 0.0}, pre_cfg))
         model_path = str(run_dir / "pretrain" / "model")
     models = {}
-    if cfg.pretrain.source or cfg.model.task == "causal-lm":
+    if cfg.pretrain.source or get_task(cfg.model.task).compares_base:  # generators are judged against their base
         models["base"] = model_path
     for name in cfg.notebooks:
         stem = Path(name).stem

@@ -40,6 +40,8 @@ class Task:
         train_overrides: ``TrainConfig`` fields this task fixes (pretraining packs and trains every token).
         whole_source: Trains on all of its source, unsplit, and builds its base from scratch when
             no model is named (``workbench.train.pretrain``).
+        compares_base: The untrained base belongs in the comparison (a generator's base answers too;
+            a classifier's untrained head does not, the probe is its baseline).
     """
 
     name: ClassVar[str]
@@ -49,6 +51,7 @@ class Task:
     masks_labels: ClassVar[bool] = False
     train_overrides: ClassVar[dict] = {}
     whole_source: ClassVar[bool] = False
+    compares_base: ClassVar[bool] = False
 
     def data_problem(self, ds: LoadedDataset) -> str | None:
         """Why ``ds`` cannot train this task, or None."""
@@ -233,13 +236,12 @@ class CausalLM(Task):
     name = "causal-lm"
     description = "supervised fine-tuning: the model learns to write the answers"
     masks_labels = True
+    compares_base = True
 
     def data_problem(self, ds):
         if ds.spec.has_label:
             return (f"{ds.source} is classification data: use task sequence-classification, or "
                     "reformat it as prompt/completion for a causal LM.")
-        if not ds.spec.generative:
-            return f"{ds.source} is {ds.format} data, which has nothing for a causal LM to write."
         return None
 
     def load(self, path, labels, common, cfg, tokenizer, label_smoothing=0.0):

@@ -372,6 +372,12 @@ class Chat(Format):
     def messages(self, row: dict) -> list[dict]:
         return list(row["messages"])
 
+    def prompt_text(self, row: dict) -> str:
+        """The last user turn before the answer (not a system message)."""
+        msgs = row["messages"]
+        last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        return next((m["content"] for m in reversed(msgs[:last]) if m["role"] == "user"), msgs[0]["content"])
+
     def pair_row(self, prompt: str, answer: str) -> dict:
         return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
 

@@ -296,9 +296,10 @@ class ComparePanel(Panel):
     def _chat_done(self, message: str = "") -> None:
         self._live = None
         self._render_chat()
-        self._busy(False)
+        # Stop and the status first, Send last: a message sent the moment Send comes back owns them.
         self.stop_btn.disabled = True
         self.chat_status.value = f"<i>{html.escape(message)}</i>" if message else ""
+        self._busy(False)
 
     def stop_chat(self) -> None:
         """End the answer being generated and skip the models still waiting."""
@@ -307,7 +308,7 @@ class ComparePanel(Panel):
     def _messages(self, name: str) -> list[dict]:
         """The conversation as model ``name`` had it: every message, and its own answers."""
         return [{"role": m["role"], "content": m["content"]} for m in self.history
-                if m["role"] == "user" or m.get("model") == name]
+                if m["role"] == "user" or (m.get("model") == name and m["content"])]  # no empty (skipped) turns
 
     def clear_chat(self) -> None:
         self.history = []
