@@ -177,3 +177,26 @@ def test_makefile_installs_the_pins_the_code_names(monkeypatch, tmp_path, capsys
         export_module.write_gguf(tmp_path, tmp_path / "x.gguf", "f16")
     with pytest.raises(ExportError, match="not one of f32, f16, bf16, q8_0"):
         export_module.write_gguf(tmp_path, tmp_path / "x.gguf", "q4_0")
+
+
+def test_an_export_never_replaces_a_folder_it_did_not_write(adapter_run, tmp_path):
+    keep = tmp_path / "my-models"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an earlier export"):
+        export_model(adapter_run, keep, **FEW)
+    assert (keep / "notes.txt").read_text() == "mine"
+    first = export_model(adapter_run, tmp_path / "exp", **FEW)  # an earlier export is replaced, checked again
+    again = export_model(adapter_run, tmp_path / "exp", **FEW)
+    assert first.passed and again.passed and (tmp_path / "exp" / "export.json").exists()
+
+
+def test_a_full_fine_tune_is_checked_against_the_folder_it_was_copied_from(adapter_run, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    base = Path(json.loads((adapter_run / "model" / "workbench.json").read_text())["base"])
+    model = AutoModelForCausalLM.from_pretrained(base)
+    save_trained(Loaded(model, load_tokenizer(base), "cpu", "causal-lm", str(base)), tmp_path / "full" / "model", "full")
+    result = export_model(tmp_path / "full", tmp_path / "full-export", **FEW)
+    assert result.passed and [c.candidate for c in result.checks] == ["copied"]
+    assert result.checks[0].agreement == 1.0
