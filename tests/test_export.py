@@ -196,7 +196,8 @@ def test_a_full_fine_tune_is_checked_against_the_folder_it_was_copied_from(adapt
 
     base = Path(json.loads((adapter_run / "model" / "workbench.json").read_text())["base"])
     model = AutoModelForCausalLM.from_pretrained(base)
-    save_trained(Loaded(model, load_tokenizer(base), "cpu", "causal-lm", str(base)), tmp_path / "full" / "model", "full")
+    save_trained(Loaded(model, load_tokenizer(base), "cpu", "causal-lm", str(base)), tmp_path / "full" / "model",
+                 "full")
     result = export_model(tmp_path / "full", tmp_path / "full-export", **FEW)
     assert result.passed and [c.candidate for c in result.checks] == ["copied"]
     assert result.checks[0].agreement == 1.0
