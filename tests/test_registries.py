@@ -89,6 +89,22 @@ def test_a_format_registered_in_one_file_loads_explores_measures_and_trains(tick
     assert "eval_perplexity" in result.metrics and result.metrics["cpu_threads"] >= 1
 
 
+def test_a_descriptor_the_workbench_could_not_use_is_refused_when_registered():
+    class Answer(Format):
+        name = "answer-only"
+        fields = ("question", "answer")  # a text answer, but no messages()
+
+    class Intent(Format):
+        name = "intent"
+        fields = ("utterance", "intent")
+        target = "label"
+
+    for fmt, message in ((Answer(), "render as chat messages"), (Intent(), "named 'text' and 'label'")):
+        with pytest.raises(ValueError, match=message):
+            register_format(fmt)
+        assert fmt.name not in FORMATS
+
+
 # --------------------------------------------------------------------------- a toy method, in this file only
 
 

@@ -323,8 +323,22 @@ class Format:
 #: Every known format by name, in registration order.
 FORMATS: Registry[Format] = Registry("format", lambda message, fix: DatasetError(
     Problem(kind="unknown_format", message=message, fix=fix)))
-#: Make a format known to the loader, the explorer, token statistics, training and comparison.
-register_format = FORMATS.register
+
+
+def register_format(fmt: Format) -> Format:
+    """Make ``fmt`` known to the loader, the explorer, token statistics, training and comparison.
+
+    Refuses a descriptor the rest of the workbench could not use: an answer written as text needs
+    ``messages`` (``conversational``), and a label format names its fields ``text`` and ``label``
+    (classification heads, the probe and per-class metrics read those).
+    """
+    if fmt.target == "text" and not fmt.conversational:
+        raise ValueError(f"format {fmt.name!r}: rows with a text answer render as chat messages; set "
+                         "conversational = True and define messages(row)")
+    if fmt.has_label and not {"text", "label"} <= set(fmt.fields):
+        raise ValueError(f"format {fmt.name!r}: a label format's fields are named 'text' and 'label' "
+                         "(map other column names with columns= when loading)")
+    return FORMATS.register(fmt)
 #: The descriptor of a format by name; an unknown name says which exist.
 get_format = FORMATS.lookup
 
