@@ -189,7 +189,9 @@ def test_dashboard_chat_in_voila_two_models_answer_side_by_side_and_stop(tmp_pat
             n = int(re.search(r"stopped after (\d+) tokens", stopped[0]).group(1))
             assert stopped[0].startswith("alpha") and 0 < n < 3000
             assert stopped[1].startswith("beta") and "stopped after 0 tokens" in stopped[1]
-            assert page.locator("button.wb-send").is_enabled() and page.locator("button.wb-chat-stop").is_disabled()
+            # The answer's "stopped" line is drawn before Send comes back (Stop is disabled first): wait for it.
+            page.wait_for_selector("button.wb-send:not([disabled])", timeout=15_000)
+            assert page.locator("button.wb-chat-stop").is_disabled()
             assert_clean(page, str(shots / "7-chat-stopped.png"), full_page=True)
     finally:
         notebook.unlink(missing_ok=True)
