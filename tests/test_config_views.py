@@ -221,4 +221,5 @@ def test_reader_encoding_and_pii_allow_reach_loading_and_the_report(tmp_path):
     allowed = data_report(cfg.source, **dataclasses.replace(cfg, pii_allow=["ops@corp.example"]).report_kwargs())
     assert flagged.pii.counts.get("email") == 1 and not allowed.pii.counts.get("email")
     assert DataConfig().load_kwargs() == {"format": "auto", "columns": None, "split": None, "strict": False,
-                                          "reader": None, "encoding": "utf-8"}
+                                          "reader": None, "encoding": "utf-8", "header": "auto", "delimiter": None,
+                                          "quotechar": None, "field": None}

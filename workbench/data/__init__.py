@@ -17,7 +17,7 @@ from .clean import (
 )
 from .dataset import LoadedDataset, ValidationReport, rare_label_problems
 from .formats import ALIASES, FORMATS, Detection, Format, detect_format, get_format, register_format
-from .load import load_table
+from .load import load_table, split_names
 from .pii import KIND_NAMES as PII_KINDS
 from .pii import PiiFinding, PiiReport, find_pii, redact_pii, redact_text, scan_pii
 from .problems import DatasetError, Problem
@@ -27,7 +27,7 @@ from .sources import load_dataset
 from .split import Splits, split_dataset, verify_splits
 
 __all__ = [
-    "ALIASES", "FORMATS", "PII_KINDS", "READERS", "SUFFIXES",
+    "ALIASES", "FORMATS", "PII_KINDS", "READERS", "SUFFIXES", "split_names",
     "DataReport", "DatasetError", "Detection", "Format", "DuplicateGroup", "DuplicateReport", "LoadedDataset",
     "PiiFinding", "PiiReport", "Problem", "Splits", "ValidationReport",
     "data_report", "detect_format", "drop_duplicates", "filter_length", "find_duplicates", "find_pii",

@@ -1,14 +1,15 @@
 """``load_table``: a table source to one validated, canonical dataset.
 
-Sources: a file (CSV/TSV, JSON, JSONL, Parquet, text), a folder of such files, a
-``datasets`` ``save_to_disk`` folder, a pandas DataFrame, or a Hugging Face Hub dataset
-name. The result is a ``LoadedDataset``: a DataFrame in the canonical schema of its
-format (see ``formats``), with ``_file`` and ``_line`` columns saying where each record
-came from, and a ``ValidationReport``.
+Sources: a file (CSV/TSV, JSON, JSONL, Parquet, text; one without an extension is sniffed), a
+folder of such files, a ``datasets`` ``save_to_disk`` folder, a pandas DataFrame, or a Hugging
+Face Hub dataset name; ``split_names`` lists the splits a source provides. The result is a
+``LoadedDataset``: a DataFrame in the canonical schema of its format (see ``formats``), with
+``_file`` and ``_line`` columns saying where each record came from, and a ``ValidationReport``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 from .dataset import LoadedDataset, ValidationReport, rare_label_problems
 from .formats import Detection, canonicalize, detect_format
 from .problems import DatasetError, Problem, display_path
-from .readers import SUFFIXES, RawTable, reader_for
+from .readers import SUFFIXES, RawTable, header_option, positional_names, reader_for, resolve_split
 
 SPLIT_NAMES = ("train", "validation", "valid", "dev", "test", "eval")
 #: Files in a data folder that are documentation, not data.
@@ -54,6 +55,7 @@ def _choose_split(names: list[str], split: str | None, where: Path, what: str, n
         split = "train" if "train" in names else names[0]
         if len(names) > 1:
             notes.append(f"loaded split '{split}' of {', '.join(names)}; pass split= for another")
+    split = resolve_split(names, split) or split
     if split not in names:
         message = (f"no split '{split}' {what}; it has {', '.join(names)}." if what.startswith("in ") else
                    f"no {what} split '{split}'; the folder has {', '.join(names)}.")
@@ -113,10 +115,15 @@ def _read_folder(folder: Path, split: str | None, opts: dict) -> tuple[list[RawT
             fix="Name files train.*, validation.*, test.*, or drop split=.",
         ))
     if not files:
+        bare = [p.name for p in sorted(folder.iterdir()) if p.is_file() and not p.suffix
+                and p.stem.lower() not in _SKIP_IN_FOLDERS and not p.name.startswith(".")]
         raise DatasetError(Problem(
             kind="not_found", file=display_path(folder),
-            message="the folder holds no data files.",
-            fix=f"Supported: {', '.join(sorted(SUFFIXES))} (documents go through workbench.data.documents).",
+            message="the folder holds no data files"
+                    + (f" with an extension (without one: {', '.join(bare[:5])})" if bare else "") + ".",
+            fix=(f"Point at the file itself (e.g. {display_path(folder / bare[0])}); its format is sniffed. "
+                 if bare else "") + f"Supported: {', '.join(sorted(SUFFIXES))} "
+                                    "(documents go through workbench.data.documents).",
         ))
     return [_read_file(f, opts) for f in files], notes
 
@@ -144,7 +151,14 @@ def _read_source(source, split, opts) -> tuple[list[RawTable], str, list[str]]:
             tables, notes = _read_folder(path, split, opts)
         return tables, display_path(path), notes
     if path.is_file():
-        return [_read_file(path, opts)], display_path(path), []
+        table = _read_file(path, {**opts, "split": split})
+        if split is not None and len(table.frame) and not table.splits and resolve_split(["train"], split) is None:
+            raise DatasetError(Problem(
+                kind="not_found", file=table.file,
+                message=f"split='{split}' was asked for, but the file holds one table, not splits.",
+                fix=f"Point at the {split} file itself, or drop split= (eval_split= in a spec).",
+            ))
+        return [table], display_path(path), []
     if isinstance(source, Path) or _looks_like_path(name):
         parent = path.parent if str(path.parent) not in ("", ".") else Path(".")
         near = sorted(p.name for p in parent.iterdir())[:8] if parent.is_dir() else []
@@ -169,6 +183,29 @@ def _read_hub(name: str, split: str | None) -> list[RawTable]:
     return [RawTable(pd.DataFrame(obj.to_dict(), dtype=object), name, None, [])]
 
 
+def split_names(source, *, reader: str | None = None, encoding: str = "utf-8",
+                field: str | None = None) -> tuple[str, ...]:
+    """The splits ``source`` provides, by the names ``split=`` takes; () for a single table or a hub name.
+
+    The split files of a folder (``train.csv``, ``test.csv``), the splits of a saved ``DatasetDict``,
+    or the keys of a JSON object of splits (``{"train": [...], "val": [...], "oos_test": [...]}``).
+    Load one with ``load_table(source, split=name)``.
+    """
+    if isinstance(source, pd.DataFrame):
+        return ()
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        if (path / "dataset_dict.json").exists():
+            return tuple(json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", ()))
+        if _is_saved_dataset(path):
+            return ()
+        return tuple(sorted({s for f in _data_files(path, reader) if (s := _split_of(f))}))
+    if path.is_file():
+        read = reader_for(path, reader)
+        return read(path, encoding=encoding, field=field).splits if read else ()
+    return ()
+
+
 # --------------------------------------------------------------------------- main entry
 
 
@@ -182,6 +219,8 @@ def load_table(
     reader: str | None = None,
     encoding: str = "utf-8",
     delimiter: str | None = None,
+    header: bool | str = "auto",
+    quotechar: str | None = None,
     field: str | None = None,
     text_unit: str = "line",
 ) -> LoadedDataset:
@@ -197,15 +236,24 @@ def load_table(
         format: ``"auto"`` (detect) or one of ``prompt_completion``, ``instruction``,
             ``chat``, ``classification``, ``corpus``.
         columns: Canonical field to source column, e.g. ``{"text": "utterance", "label": "intent"}``.
-        split: Which split of a folder with ``train``/``test``/... files or of a saved
-            ``DatasetDict``; defaults to ``train``.
+        split: Which split of a folder with ``train``/``test``/... files, of a saved ``DatasetDict``,
+            or of a JSON object of splits (``{"train": [...], "val": [...]}``); defaults to ``train``.
+            Other names of a split work too (``val`` for ``validation``). ``split_names`` lists them.
         strict: Raise one ``DatasetError`` listing every error (True), or drop bad rows
             and keep the problems in ``report`` (False).
-        reader: Force a reader (``csv``, ``json``, ``jsonl``, ``parquet``, ``text``) when the
-            file extension is wrong or missing.
+        reader: Force a reader (``csv``, ``tsv``, ``json``, ``jsonl``, ``parquet``, ``text``) when the
+            file extension is wrong; a file without one is sniffed.
         encoding: Text encoding of the files.
-        delimiter: CSV delimiter; sniffed when not given.
-        field: For JSON: the key (dotted for nested keys) that holds the records.
+        delimiter: CSV delimiter (``"\\t"`` or ``"tab"`` for a tab); sniffed from the first records when
+            not given.
+        header: Whether delimited files start with a header row: True, False, or ``"auto"``, which
+            reads a first row that looks like a record (a sentence or a number like the values
+            below it, or a value repeated below it) as one, and says so in ``report``. Columns
+            without a header are ``column_1``, ``column_2``, ...; without ``columns`` they are
+            named ``text`` and ``label`` when their contents say which is which.
+        quotechar: CSV quote character (default ``"``).
+        field: For JSON and JSON Lines: the key (dotted for nested keys) that holds the records, in
+            the document or in each line.
         text_unit: For text files: one record per ``line``, ``paragraph`` or ``file``.
 
     Returns:
@@ -215,7 +263,9 @@ def load_table(
         DatasetError: in strict mode for any error; in any mode when nothing usable is left
             or the source cannot be found or read.
     """
-    opts = {"reader": reader, "encoding": encoding, "delimiter": delimiter, "field": field, "text_unit": text_unit}
+    opts = {"reader": reader, "encoding": encoding, "delimiter": _delimiter(delimiter),
+            "header": header_option(header), "quotechar": quotechar, "columns": columns, "field": field,
+            "text_unit": text_unit}
     tables, label, notes = _read_source(source, split, opts)
     problems: list[Problem] = []
     frames: list[pd.DataFrame] = []
@@ -225,15 +275,22 @@ def load_table(
     fatal: list[Problem] = []
     for table in tables:
         problems.extend(table.problems)
+        notes.extend(table.notes)
         if len(table.frame) == 0:
             fatal.extend(p for p in table.problems if p.severity == "error")
             continue
         rows_read += len(table.frame)
+        if not columns and _positional(table.frame) and (named := _name_by_contents(table.frame)):
+            table.frame = table.frame.rename(columns=named)
+            notes.append(f"{table.file or 'the data'}: columns without names read by their contents as "
+                         + ", ".join(f"{v} ({k})" for k, v in named.items())
+                         + "; pass columns= to name them yourself")
         try:
             det = detect_format(table.frame, format, columns, table.file)
         except DatasetError as e:
-            fatal.extend(e.problems)
-            problems.extend(e.problems)
+            hinted = [_with_hint(p, table.frame) for p in e.problems]
+            fatal.extend(hinted + [p for p in table.problems if p.severity == "warning"])
+            problems.extend(hinted)
             continue
         per_file.append((table.file or "DataFrame", det.format))
         if detection is None:
@@ -288,6 +345,67 @@ def load_table(
     if rare:
         ds = replace(ds, report=replace(ds.report, problems=ds.report.problems + tuple(rare)))
     return ds
+
+
+def _delimiter(delimiter: str | None) -> str | None:
+    """``delimiter`` as one character; a tab may be written ``\\t`` or ``tab`` (as a command line passes it)."""
+    if delimiter is None or delimiter == "":
+        return None
+    delimiter = {"\\t": "\t", "tab": "\t", "\\u0009": "\t"}.get(delimiter.lower(), delimiter)
+    if len(delimiter) != 1:
+        raise DatasetError(Problem(kind="malformed_csv", message=f"delimiter={delimiter!r} is not one character.",
+                                   fix="Pass one character, such as ',', ';', '|' or '\\t' (tab)."))
+    return delimiter
+
+
+def _positional(frame: pd.DataFrame) -> bool:
+    """Whether the columns are known by position only (``column_1``, ... of a headerless file or JSON arrays)."""
+    return list(frame.columns) == positional_names(len(frame.columns))
+
+
+def _name_by_contents(frame: pd.DataFrame) -> dict[str, str]:
+    """``text`` and ``label`` for the positional columns whose contents say so, or {} when they do not.
+
+    A lone column is the text. Of several, the label is a column of short values (three words at
+    most) with the fewest distinct ones, repeated on at least half the rows of a larger table; the
+    text is the column with the longest values, longer on average than the label's.
+    """
+    stats = {}
+    for col in frame.columns:
+        values = [str(v).strip() for v in frame[col].head(5000) if v is not None and str(v).strip()]
+        if not values:
+            continue
+        words = [len(v.split()) for v in values]
+        stats[col] = (len(set(values)), sum(map(len, values)) / len(values), max(words), len(values))
+    if len(frame.columns) == 1:
+        return {frame.columns[0]: "text"} if stats else {}
+    labels = [c for c, (distinct, _, most_words, n) in stats.items()
+              if most_words <= 3 and (n < 10 or distinct <= n / 2)]
+    if not labels:
+        return {}
+    label = min(labels, key=lambda c: (stats[c][0], stats[c][1]))
+    others = [c for c in stats if c != label]
+    text = max(others, key=lambda c: stats[c][1], default=None)
+    if text is None or stats[text][1] <= stats[label][1]:
+        return {}
+    named = {label: "label", text: "text"}
+    return {c: named[c] for c in frame.columns if c in named}
+
+
+def _with_hint(problem: Problem, frame: pd.DataFrame) -> Problem:
+    """A format problem with the one-line fix the raw columns suggest: ``field=`` for a column of objects,
+    ``columns=`` over ``column_N`` names."""
+    if problem.kind not in ("unknown_format", "ambiguous_format"):
+        return problem
+    objects = [c for c in frame.columns if len(frame) and all(isinstance(v, dict) for v in frame[c].head(50))]
+    if objects:
+        return replace(problem, fix=f"The column '{objects[0]}' holds objects: pass field='{objects[0]}' "
+                                    f"(--field {objects[0]}) to read the records inside them. " + problem.fix)
+    if _positional(frame):
+        example = ", ".join(f"'{name}': '{col}'" for name, col in zip(("text", "label"), frame.columns))
+        return replace(problem, fix=f"The columns have no names: pass columns={{{example}}} (or the fields of "
+                                    "your format), or header=True if the first line names them. " + problem.fix)
+    return problem
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

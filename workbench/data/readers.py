@@ -17,15 +17,34 @@ import csv
 import io
 import json
 import re
+import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from .problems import Problem, display_path
+from .problems import DatasetError, Problem, display_path
 
 PROVENANCE = ("_file", "_line")
+#: Names of columns known only by position (a headerless CSV, JSON rows written as arrays).
+POSITIONAL = "column_{}"
+#: Split names and the other names they go by (``val`` in a JSON of splits, ``dev`` in a folder).
+SPLIT_ALIASES = (("train", "training"), ("validation", "valid", "val", "dev", "eval"), ("test", "testing"))
+
+
+def positional_names(n: int) -> list[str]:
+    """``column_1`` ... ``column_n``: the names of columns that have only a position."""
+    return [POSITIONAL.format(i + 1) for i in range(n)]
+
+
+def resolve_split(names, split: str) -> str | None:
+    """``split`` if ``names`` has it, else the one of ``names`` it is another name for (``val`` for ``validation``)."""
+    if split in names:
+        return split
+    group = next((g for g in SPLIT_ALIASES if split.lower() in g), ())
+    return next((n for n in names if n.lower() in group), None)
 
 
 @dataclass
@@ -39,6 +58,8 @@ class RawTable:
         problems: Parse problems; records that failed to parse are not in ``frame``.
         bad_lines: Lines holding undecodable bytes; records touching them are suspect.
         end_lines: Last line of each record, for multi-line CSV records.
+        notes: What the reader decided for the user to know (which line was the header, which split was read).
+        splits: The splits the source holds (a JSON object of splits), whichever one was read.
     """
 
     frame: pd.DataFrame
@@ -47,6 +68,8 @@ class RawTable:
     problems: list[Problem] = field(default_factory=list)
     bad_lines: dict[int, Problem] = field(default_factory=dict)
     end_lines: list[int | None] | None = None
+    notes: list[str] = field(default_factory=list)
+    splits: tuple[str, ...] = ()
 
 
 ReaderFn = Callable[..., RawTable]
@@ -57,6 +80,7 @@ SUFFIXES = {
     ".csv": "csv",
     ".tsv": "csv",
     ".tab": "csv",
+    ".psv": "csv",
     ".json": "json",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -94,8 +118,11 @@ def decode_bytes(raw: bytes, file: str, encoding: str = "utf-8") -> tuple[str, d
         return raw.decode(encoding), {}
     except UnicodeDecodeError:
         pass
-    except LookupError as e:
-        raise ValueError(f"unknown encoding {encoding!r}: {e}") from None
+    except LookupError:
+        raise DatasetError(Problem(
+            kind="encoding", file=file, message=f"unknown encoding {encoding!r}.",
+            fix="Pass encoding= a codec Python knows, such as 'utf-8', 'latin-1', 'cp1252' or 'utf-16'.",
+        )) from None
     bad: dict[int, Problem] = {}
     pieces: list[str] = []
     pos = 0
@@ -146,65 +173,139 @@ def _empty_file_problem(file: str, what: str = "file") -> Problem:
 # --------------------------------------------------------------------------- CSV / TSV
 
 
+#: Delimiters tried when none is given, in order of preference for a file with no telling suffix.
+_DELIMITERS = ("\t", ",", ";", "|")
+_NUMBER = re.compile(r"^[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?%?$")
+
+
+def _detect_delimiter(sample: str, prefer: tuple[str, ...]) -> str | None:
+    """The delimiter that splits the first records of ``sample`` into the same number (2 or more) of fields."""
+    complete = sample[: sample.rfind("\n") + 1] or sample  # the last line of a cut sample may be partial
+    best, best_score = None, (0.0, 0)
+    for rank, delim in enumerate(prefer):
+        counts = []
+        try:
+            for row in csv.reader(io.StringIO(complete, newline=""), delimiter=delim):
+                if row and any(c.strip() for c in row):
+                    counts.append(len(row))
+                if len(counts) >= 50:
+                    break
+        except csv.Error:
+            continue
+        if not counts:
+            continue
+        width, agree = Counter(counts).most_common(1)[0]
+        score = (agree / len(counts), -rank)
+        if width >= 2 and score[0] >= 0.8 and score > best_score:
+            best, best_score = delim, score
+    return best
+
+
 def _sniff_delimiter(path: Path, text: str, delimiter: str | None) -> str:
     if delimiter:
         return delimiter
     if path.suffix.lower() in (".tsv", ".tab"):
         return "\t"
-    head = text[:8192]
-    first = head.splitlines()[0] if head else ""
-    counts = {d: first.count(d) for d in (",", "\t", ";", "|")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] > 0 and best != "," and counts[","] == 0 else ","
+    prefer = (",", "\t", ";", "|") if path.suffix.lower() == ".csv" else _DELIMITERS
+    return _detect_delimiter(text[:65536], prefer) or ","
+
+
+def sniff_reader(path: Path) -> str | None:
+    """The reader for a file whose name has no extension, from its first bytes; None for a binary file."""
+    with path.open("rb") as f:
+        head = f.read(65536)
+    if b"\x00" in head:
+        return None
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    if text[:1] in ("[", "{"):
+        lines = [ln for ln in text.splitlines()[:3] if ln.strip()]
+        return "jsonl" if len(lines) > 1 and _parses(lines[0]) else "json"
+    return "csv" if _detect_delimiter(text, _DELIMITERS) else "text"
+
+
+def header_option(header) -> bool | str:
+    """``header`` as True, False or ``"auto"`` (the strings ``"true"`` and ``"false"`` are read as such)."""
+    value = {"true": True, "false": False, "auto": "auto"}.get(str(header).strip().lower())
+    if value is None:
+        raise DatasetError(Problem(kind="malformed_csv", message=f"header={header!r} is not a header setting.",
+                                   fix="Pass header=True, header=False or header='auto'."))
+    return value
 
 
 @reader("csv")
-def read_csv(path: Path, encoding: str = "utf-8", delimiter: str | None = None, **_) -> RawTable:
-    """CSV or TSV with a header row; quoted fields may span lines."""
+def read_csv(path: Path, encoding: str = "utf-8", delimiter: str | None = None, header: bool | str = "auto",
+             quotechar: str | None = None, columns: dict[str, str] | None = None, **_) -> RawTable:
+    """CSV or TSV; quoted fields may span lines.
+
+    Args:
+        delimiter: The field separator; sniffed from the first records when None.
+        header: True (the first row names the columns), False (it is a record; columns are
+            ``column_1``, ...), or ``"auto"``: a header unless the first row reads as a record
+            (a number or a sentence like the values below it, or a value repeated below it).
+        quotechar: The quote character (default ``"``).
+        columns: The caller's column map: a first row holding its source names is the header,
+            and one naming only ``column_N`` columns says the file has none.
+    """
     file = display_path(path)
     text, bad = _read_text_file(path, encoding)
     if not text.strip():
         return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)], bad)
     delim = _sniff_delimiter(path, text, delimiter)
-    table = _parse_csv(text, file, delim, bad, quoting=csv.QUOTE_MINIMAL)
+    options = {"quotechar": quotechar or '"', "header": header_option(header), "columns": columns or {}}
+    table = _parse_csv(text, file, delim, bad, quoting=csv.QUOTE_MINIMAL, **options)
     if delim == "\t" and any(p.kind == "malformed_csv" and "cannot be parsed" in p.message for p in table.problems):
         # Tab-separated exports often leave quotes unescaped; read them literally if that parses cleanly.
-        literal = _parse_csv(text, file, delim, bad, quoting=csv.QUOTE_NONE)
+        literal = _parse_csv(text, file, delim, bad, quoting=csv.QUOTE_NONE, **options)
         if not any(p.severity == "error" for p in literal.problems):
             return literal
     return table
 
 
-def _parse_csv(text: str, file: str, delim: str, bad, quoting: int) -> RawTable:
-    rdr = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True, quoting=quoting)
+@reader("tsv")
+def read_tsv(path: Path, **options) -> RawTable:
+    """Tab-separated values: the CSV reader with a tab as the delimiter."""
+    return read_csv(path, **{**options, "delimiter": "\t"})
+
+
+def _first_row_is_data(first: list[str], rest: list[list[str]]) -> str | None:
+    """Why the first row reads as a record rather than column names, or None when it reads as a header."""
+    for i, cell in enumerate(c.strip() for c in first):
+        values = [v for v in (r[i].strip() for r in rest if i < len(r)) if v]
+        if not cell or not values:
+            continue
+        shown = cell if len(cell) <= 40 else cell[:37] + "..."
+        distinct = set(values)
+        if cell in distinct and len(distinct) * 2 <= len(values):  # a repeated value of a label-like column
+            return f"'{shown}' in column {i + 1} appears again below it as a value"
+        if _NUMBER.match(cell) and sum(bool(_NUMBER.match(v)) for v in values) >= 0.9 * len(values):
+            return f"'{shown}' in column {i + 1} is a number, like the values below it"
+        if (len(cell.split()) >= 5 or len(cell) > 40) and statistics.median(len(v.split()) for v in values[:500]) >= 3:
+            return f"'{shown}' in column {i + 1} is a sentence, like the values below it"
+    return None
+
+
+def _has_header(records: list[list[str]], header: bool | str, columns: dict[str, str]) -> tuple[bool, str | None]:
+    """Whether the first record is the header, and why it looks like data (when it does)."""
+    reason = _first_row_is_data(records[0], records[1:]) if len(records) > 1 and header is not False else None
+    if header != "auto":
+        return header, reason
+    names = {str(v) for v in columns.values()}
+    if names and names <= {c.strip() for c in records[0]}:
+        return True, reason  # the caller's column map names cells of the first row
+    if names and all(re.fullmatch(POSITIONAL.format(r"\d+"), n) for n in names):
+        return False, reason
+    return reason is None, reason
+
+
+def _parse_csv(text: str, file: str, delim: str, bad, quoting: int, quotechar: str = '"',
+               header: bool | str = True, columns: dict[str, str] | None = None) -> RawTable:
+    rdr = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quotechar=quotechar, strict=True,
+                     quoting=quoting)
     problems: list[Problem] = []
-    try:
-        header = next(rdr)
-    except csv.Error as e:
-        return RawTable(pd.DataFrame(), file, [], [_csv_problem(file, 1, str(e))], bad)
-    header = [h.strip() for h in header]
-    seen: dict[str, int] = {}
-    for i, name in enumerate(header):
-        if not name:
-            header[i] = f"column_{i + 1}"
-            problems.append(Problem(
-                kind="malformed_csv", severity="warning", file=file, line=1,
-                message=f"header column {i + 1} has no name; it is called '{header[i]}' here.",
-                fix="Give every column a name in the header row.",
-            ))
-        elif name in seen:
-            problems.append(Problem(
-                kind="malformed_csv", file=file, line=1, field=name,
-                message=f"duplicate column name '{name}' in the header (columns {seen[name] + 1} and {i + 1}).",
-                fix="Rename one of the two columns.",
-            ))
-            header[i] = f"{name}.{i + 1}"
-        seen.setdefault(name, i)
-    rows: list[list[str]] = []
-    starts: list[int | None] = []
-    ends: list[int | None] = []
-    last = rdr.line_num
-    ncol = len(header)
+    records: list[list[str]] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    last = 0
     while True:
         try:
             row = next(rdr)
@@ -217,26 +318,108 @@ def _parse_csv(text: str, file: str, delim: str, bad, quoting: int) -> RawTable:
         start, last = last + 1, rdr.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank line
+        records.append(row)
+        starts.append(start)
+        ends.append(last)
+    if not records:
+        return RawTable(pd.DataFrame(), file, [], problems or [_empty_file_problem(file)], bad)
+    notes: list[str] = []
+    has_header, reason = _has_header(records, header, columns or {})
+    if has_header:
+        head_line = starts[0]
+        names, head_problems = _header_names(records[0], head_line, file)
+        problems.extend(head_problems)
+        records, starts, ends = records[1:], starts[1:], ends[1:]
+        if header == "auto":
+            notes.append(f"line {head_line} of {file} is the header ({', '.join(names[:8])}); "
+                         "pass header=False if it is a record")
+        if reason:
+            because = "columns= names its cells" if header == "auto" else "header=True"
+            problems.append(Problem(
+                kind="malformed_csv", severity="warning", file=file, line=head_line,
+                message=f"line {head_line} is read as the header because {because}, but it looks like a record "
+                        f"({reason}).",
+                fix="If it is a record, pass header=False and name the columns column_1, column_2, ... in columns=.",
+            ))
+        what = "the header has"
+    else:
+        width = Counter(map(len, records)).most_common(1)[0][0]
+        names = positional_names(width)
+        what = "most rows have"
+        if header == "auto":
+            problems.append(Problem(
+                kind="malformed_csv", severity="warning", file=file, line=starts[0],
+                message=f"line {starts[0]} looks like a record, not column names ({reason}), so the file is read "
+                        f"without a header row; its {width} columns are column_1, column_2, ...",
+                fix="If that line is the header, pass header=True (--header true; header: true in a spec).",
+            ))
+        else:
+            notes.append(f"{file} has no header row: columns {', '.join(names[:8])}")
+    names, dropped = _drop_trailing_unnamed(names, records)
+    if dropped:
+        notes.append(f"{file}: {len(dropped)} trailing column(s) with neither a name nor a value were left out")
+        problems = [p for p in problems if not (p.severity == "warning" and p.field in dropped)]
+    ncol = len(names)
+    rows: list[list[str]] = []
+    row_starts: list[int | None] = []
+    row_ends: list[int | None] = []
+    for row, start, end in zip(records, starts, ends):
+        if len(row) > ncol and not any(c.strip() for c in row[ncol:]):
+            row = row[:ncol]  # trailing separators with nothing after them
         if len(row) != ncol:
             sep = "tab" if delim == "\t" else repr(delim)
             problems.append(Problem(
                 kind="malformed_csv", file=file, line=start,
-                message=f"this row has {len(row)} fields but the header has {ncol}.",
+                message=f"this row has {len(row)} fields but {what} {ncol}.",
                 fix=(f"Quote fields that contain the delimiter {sep} or a line break with double quotes, "
                      "or fix the missing/extra separators."),
             ))
             continue
         rows.append(row)
-        starts.append(start)
-        ends.append(last)
+        row_starts.append(start)
+        row_ends.append(end)
     if not rows and not any(p.severity == "error" for p in problems):
         problems.append(Problem(
             kind="header_only", file=file, line=1,
-            message=f"the file has a header ({', '.join(header[:6])}) but no data rows.",
+            message=f"the file has a header ({', '.join(names[:6])}) but no data rows.",
             fix="Check that the export wrote the rows, or point at the right file.",
         ))
-    frame = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header)
-    return RawTable(frame, file, starts, problems, bad, ends)
+    frame = pd.DataFrame(rows, columns=names, dtype=object) if rows else pd.DataFrame(columns=names)
+    return RawTable(frame, file, row_starts, problems, bad, row_ends, notes)
+
+
+def _header_names(row: list[str], line: int, file: str) -> tuple[list[str], list[Problem]]:
+    """Column names from a header row: an empty name becomes ``column_N``, a repeated one is an error."""
+    names = [h.strip() for h in row]
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not name:
+            names[i] = POSITIONAL.format(i + 1)
+            problems.append(Problem(
+                kind="malformed_csv", severity="warning", file=file, line=line, field=names[i],
+                message=f"header column {i + 1} has no name; it is called '{names[i]}' here.",
+                fix="Give every column a name in the header row.",
+            ))
+        elif name in seen:
+            problems.append(Problem(
+                kind="malformed_csv", file=file, line=line, field=name,
+                message=f"duplicate column name '{name}' in the header (columns {seen[name] + 1} and {i + 1}).",
+                fix="Rename one of the two columns.",
+            ))
+            names[i] = f"{name}.{i + 1}"
+        seen.setdefault(name, i)
+    return names, problems
+
+
+def _drop_trailing_unnamed(names: list[str], records: list[list[str]]) -> tuple[list[str], list[str]]:
+    """``names`` without the trailing ``column_N`` columns that are empty in every record (``a,b,,`` exports),
+    and the names left out."""
+    keep = len(names)
+    while keep > 1 and names[keep - 1] == POSITIONAL.format(keep) and \
+            not any(len(r) >= keep and r[keep - 1].strip() for r in records):
+        keep -= 1
+    return names[:keep], names[keep:]
 
 
 def _csv_problem(file: str, line: int, detail: str) -> Problem:
@@ -311,21 +494,79 @@ def _json_error(file: str, e: json.JSONDecodeError, line_offset: int = 0) -> Pro
     )
 
 
-def _records_from_items(items, file: str, index: _LineIndex, what: str) -> tuple[list, list, list, list[Problem]]:
-    records, lines, ends, problems = [], [], [], []
-    for i, (start, end, value) in enumerate(items):
-        line = index.line(start)
-        if isinstance(value, (dict, str)):
+_MISSING = object()
+
+
+def _dig(value, keys: list[str]):
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def _is_row(value) -> bool:
+    """An array of plain values: one row of a table written as arrays (``["how do i x", "intent_a"]``)."""
+    return isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value)
+
+
+def _to_records(values: list, inner: str | None = None) -> tuple[list[dict | None], dict[str, list[int]], str, str]:
+    """Each JSON value as a record (None where it is not one), the others' indices by what they are, what was
+    expected, and the fix.
+
+    An object is a record and a string is ``{"text": ...}``; when most values are arrays, the arrays of the
+    most common length are rows with columns ``column_1``, ``column_2``, ... (``[[text, label], ...]``).
+    ``inner`` (dotted) names the key of each value that holds its record.
+    """
+    dug = [_dig(v, inner.split(".")) for v in values] if inner else values
+    arrays = [v for v in dug if isinstance(v, list)]
+    as_rows = len(arrays) * 2 > len(dug)
+    width = Counter(map(len, arrays)).most_common(1)[0][0] if as_rows else 0
+    records: list[dict | None] = []
+    bad: dict[str, list[int]] = {}
+    for i, (original, value) in enumerate(zip(values, dug)):
+        if as_rows and _is_row(value) and len(value) == width:
+            records.append(dict(zip(positional_names(width), value)))
+        elif not as_rows and isinstance(value, (dict, str)):
             records.append(value if isinstance(value, dict) else {"text": value})
-            lines.append(line)
-            ends.append(index.line(end - 1))
         else:
-            problems.append(Problem(
-                kind="not_records", file=file, line=line,
-                message=f"item {i} of {what} is {_json_type(value)}, expected an object of fields.",
-                fix="Make each item an object such as {\"prompt\": ..., \"completion\": ...}.",
-            ))
-    return records, lines, ends, problems
+            records.append(None)
+            what = (f"{_json_type(original)} without '{inner}'" if value is _MISSING else
+                    f"an array of {len(value)} values" if as_rows and _is_row(value) else _json_type(value))
+            bad.setdefault(what, []).append(i)
+    if inner:
+        fix = f"Check field=: every record must hold '{inner}' (dotted for nested keys)."
+    elif as_rows:
+        fix = f"Write every row as an array of {width} plain values, like the others ([text, label])."
+    else:
+        fix = "Make each record an object of fields, such as {\"prompt\": ..., \"completion\": ...}."
+    return records, bad, f"an array of {width} values" if as_rows else "an object of fields", fix
+
+
+def _grouped_problems(bad: dict[str, list[int]], file: str, lines: list, message, listing, fix: str) -> list[Problem]:
+    """One ``not_records`` problem per kind of bad value, placed at the first, with the count and the next few."""
+    problems = []
+    for what, idx in bad.items():
+        more = ""
+        if len(idx) > 1:
+            more = (f" ({len(idx)} in all: {', '.join(listing(i) for i in idx[:5])}"
+                    f"{', ...' if len(idx) > 5 else ''})")
+        problems.append(Problem(kind="not_records", file=file, line=lines[idx[0]],
+                                message=f"{message(idx[0], what)}{more}.", fix=fix))
+    return problems
+
+
+def _records_from_items(items, file: str, index: _LineIndex, what: str,
+                        inner: str | None = None) -> tuple[list, list, list, list[Problem]]:
+    items = list(items)
+    records, bad, expected, fix = _to_records([value for _, _, value in items], inner)
+    starts = [index.line(start) for start, _, _ in items]
+    problems = _grouped_problems(bad, file, starts,
+                                 lambda i, kind: f"item {i} of {what} is {kind}, expected {expected}",
+                                 lambda i: f"item {i} (line {starts[i]})", fix)
+    keep = [i for i, record in enumerate(records) if record is not None]
+    return ([records[i] for i in keep], [starts[i] for i in keep], [index.line(items[i][1] - 1) for i in keep],
+            problems)
 
 
 def _json_type(value) -> str:
@@ -334,8 +575,11 @@ def _json_type(value) -> str:
 
 
 @reader("json")
-def read_json(path: Path, encoding: str = "utf-8", field: str | None = None, **_) -> RawTable:
-    """A JSON array of records, a columnar object, or records nested under a key (``field``, dotted)."""
+def read_json(path: Path, encoding: str = "utf-8", field: str | None = None, split: str | None = None,
+              **_) -> RawTable:
+    """A JSON array of records (objects, or rows written as arrays), a columnar object, an object of splits
+    (``{"train": [...], "test": [...]}``; ``split`` picks one, train by default), or records nested under a
+    key (``field``, dotted)."""
     file = display_path(path)
     text, bad = _read_text_file(path, encoding)
     if not text.strip():
@@ -353,13 +597,16 @@ def read_json(path: Path, encoding: str = "utf-8", field: str | None = None, **_
         return RawTable(pd.DataFrame(), file, [], [problem], bad)
     index = _LineIndex(text)
     start = _skip_ws(text, 0)
+    notes: list[str] = []
+    splits: tuple[str, ...] = ()
     if isinstance(data, list):
         records, lines, ends, problems = _records_from_items(_iter_array(text, start), file, index,
-                                                             "the top-level array")
+                                                             "the top-level array", field)
     elif isinstance(data, dict) and not data:
         records, lines, ends, problems = [], [], [], [_empty_file_problem(file, "JSON object")]
     elif isinstance(data, dict):
-        records, lines, ends, problems = _records_from_object(text, start, data, file, index, field)
+        (records, lines, ends, problems), notes, splits = _records_from_object(text, start, data, file, index,
+                                                                               field, split)
     else:
         records, lines, ends = [], [], []
         problems = [Problem(
@@ -370,7 +617,7 @@ def read_json(path: Path, encoding: str = "utf-8", field: str | None = None, **_
     if not records and not problems:
         problems.append(_empty_file_problem(file, "JSON array"))
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    return RawTable(frame.astype(object) if len(frame) else frame, file, lines, problems, bad, ends)
+    return RawTable(frame.astype(object) if len(frame) else frame, file, lines, problems, bad, ends, notes, splits)
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -381,47 +628,69 @@ def _looks_like_jsonl(text: str) -> bool:
         return False
 
 
-def _records_from_object(text, start, data: dict, file, index, field):
+def _tables_in(node: dict) -> dict[str, list]:
+    """The keys of ``node`` that hold an array of records (objects, or rows written as arrays)."""
+    return {k: v for k, v in node.items()
+            if isinstance(v, list) and v and sum(isinstance(x, dict) or _is_row(x) for x in v[:50]) * 2 > len(v[:50])}
+
+
+def _records_from_object(text, start, data: dict, file, index, field, split):
+    """Records of the JSON object ``data`` (at ``start``), with the notes and the split names it holds."""
     seen: dict[str, int] = {}
     for key, pos, _ in _iter_object(text, start):
         if key in seen:
-            return [], [], [], [Problem(
+            return ([], [], [], [Problem(
                 kind="malformed_json", file=file, line=index.line(pos), field=key,
                 message=f"duplicate key '{key}' at the top level (first on line {seen[key]}); "
                         "JSON readers keep only the last one, so data would be lost silently.",
                 fix="Rename or merge the two keys.",
-            )]
+            )]), [], ()
         seen[key] = index.line(pos)
+    node, pos = data, start
     if field:
         keys = field.split(".")
-        node, pos = data, start
         for depth, key in enumerate(keys):
             if not isinstance(node, dict) or key not in node:
                 available = sorted(node) if isinstance(node, dict) else []
-                return [], [], [], [Problem(
+                return ([], [], [], [Problem(
                     kind="not_records", file=file, field=".".join(keys[: depth + 1]),
                     message=f"no key '{key}' here; keys found: {', '.join(map(str, available[:10]))}.",
                     fix="Pass field= with the key (dotted for nested keys) that holds the records.",
-                )]
+                )]), [], ()
             pos = _value_pos(text, pos, key)
             node = node[key]
-        if not isinstance(node, list):
-            return [], [], [], [Problem(
+        if isinstance(node, list):
+            return _records_from_items(_iter_array(text, pos), file, index, f"'{field}'"), [], ()
+        if not isinstance(node, dict) or not _tables_in(node):
+            return ([], [], [], [Problem(
                 kind="not_records", file=file, field=field,
                 message=f"'{field}' holds {_json_type(node)}, not an array of records.",
                 fix="Point field= at the array of records.",
-            )]
-        return _records_from_items(_iter_array(text, pos), file, index, f"'{field}'")
-    lists = {k: v for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
-    if len(lists) == 1:
-        (key,) = lists
-        return _records_from_items(_iter_array(text, _value_pos(text, start, key)), file, index, f"'{key}'")
-    if len(lists) > 1:
-        return [], [], [], [Problem(
-            kind="not_records", file=file,
-            message=f"several keys hold arrays of records: {', '.join(sorted(lists))}.",
-            fix=f"Choose one with field=, e.g. field='{sorted(lists)[0]}'.",
-        )]
+            )]), [], ()
+    tables = _tables_in(node)
+    inside = f" under '{field}'" if field else ""
+    if len(tables) == 1:
+        (key,) = tables
+        return _records_from_items(_iter_array(text, _value_pos(text, pos, key)), file, index, f"'{key}'"), [], ()
+    if tables:  # an object of splits: {"train": [...], "validation": [...], "test": [...]}
+        names = list(tables)
+        chosen = resolve_split(names, split or "train")
+        if chosen is None:
+            asked = f"no split '{split}'" if split else "no 'train' split"
+            return ([], [], [], [Problem(
+                kind="not_found" if split else "not_records", file=file,
+                message=f"{asked}{inside}; several keys hold arrays of records: {', '.join(names)}.",
+                fix=f"Choose one with split= (or field=), e.g. split='{names[0]}'.",
+            )]), [], tuple(names)
+        notes = [] if split else [f"loaded split '{chosen}' of {', '.join(names)}{inside} in {file}; "
+                                  "pass split= for another"]
+        rows = _records_from_items(_iter_array(text, _value_pos(text, pos, chosen)), file, index, f"'{chosen}'")
+        return rows, notes, tuple(names)
+    return _columns_of_object(text, start, data, file, index), [], ()
+
+
+def _columns_of_object(text, start, data: dict, file, index):
+    """Records of an object that holds no array of records: pandas' ``to_json``, columns, or one record."""
     if all(isinstance(v, dict) for v in data.values()) and len({tuple(v) for v in data.values()}) == 1 \
             and len(data) > 1:
         # pandas' default DataFrame.to_json(): {"column": {"0": value, "1": value}, ...}
@@ -462,8 +731,11 @@ def _parses(text: str) -> bool:
 
 
 @reader("jsonl")
-def read_jsonl(path: Path, encoding: str = "utf-8", **_) -> RawTable:
-    """JSON Lines: one object per line; blank lines are skipped."""
+def read_jsonl(path: Path, encoding: str = "utf-8", field: str | None = None, **_) -> RawTable:
+    """JSON Lines: one object (or one row written as an array) per line; blank lines are skipped.
+
+    ``field`` (dotted) names the key of each line that holds its record (``{"id": 7, "data": {...}}``).
+    """
     file = display_path(path)
     text, bad = _read_text_file(path, encoding)
     if not text.strip():
@@ -475,19 +747,19 @@ def read_jsonl(path: Path, encoding: str = "utf-8", **_) -> RawTable:
         except json.JSONDecodeError:
             whole = None
         first = stripped.split("\n", 1)[0]
-        if isinstance(whole, list) or (isinstance(whole, dict) and not _parses(first)):
+        if (isinstance(whole, list) and not _is_row(whole)) or (isinstance(whole, dict) and not _parses(first)):
             return RawTable(pd.DataFrame(), file, [], [Problem(
                 kind="malformed_json", file=file, line=1,
                 message="this file holds one JSON document, not one JSON object per line.",
                 fix="Rename it to .json or pass reader='json'.",
             )], bad)
-    records, lines, problems = [], [], []
+    values, lines, problems = [], [], []
     loads = json.loads
     for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            value = loads(line)
+            values.append(loads(line))
         except json.JSONDecodeError as e:
             problems.append(Problem(
                 kind="malformed_json", file=file, line=n,
@@ -495,17 +767,15 @@ def read_jsonl(path: Path, encoding: str = "utf-8", **_) -> RawTable:
                 fix="Each line must be one complete JSON object; fix the syntax or remove the line.",
             ))
             continue
-        if not isinstance(value, dict):
-            problems.append(Problem(
-                kind="not_records", file=file, line=n,
-                message=f"the line holds {_json_type(value)}, expected an object of fields.",
-                fix="Write one object per line, e.g. {\"prompt\": \"...\", \"completion\": \"...\"}.",
-            ))
-            continue
-        records.append(value)
         lines.append(n)
+    records, bad_values, expected, fix = _to_records(values, field)
+    problems += _grouped_problems(bad_values, file, lines,
+                                  lambda i, kind: f"the line holds {kind}, expected {expected}",
+                                  lambda i: f"line {lines[i]}", fix)
+    keep = [i for i, record in enumerate(records) if record is not None]
+    records = [records[i] for i in keep]
     frame = pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
-    return RawTable(frame, file, lines, problems, bad)
+    return RawTable(frame, file, [lines[i] for i in keep], problems, bad)
 
 
 # --------------------------------------------------------------------------- Parquet, text
@@ -562,14 +832,33 @@ def read_text(path: Path, encoding: str = "utf-8", text_unit: str = "line", **_)
                 lines.append(n)
     else:
         raise ValueError(f"text_unit must be 'line', 'paragraph' or 'file', not {text_unit!r}")
-    return RawTable(pd.DataFrame({"text": records}, dtype=object), file, lines, [], bad)
+    problems = []
+    tabs = Counter(r.count("\t") for r in records[:50])
+    if text_unit == "line" and len(records) > 1 and (common := tabs.most_common(1)[0])[0] and \
+            common[1] >= 0.9 * min(len(records), 50):
+        problems.append(Problem(
+            kind="ambiguous_format", severity="warning", file=file, line=lines[0],
+            message=f"every line holds {common[0]} tab(s): this looks like tab-separated columns, read here as "
+                    "one text per line.",
+            fix="Pass reader='tsv' (--reader tsv) to read the columns.",
+        ))
+    return RawTable(pd.DataFrame({"text": records}, dtype=object), file, lines, problems, bad)
 
 
 def reader_for(path: Path, name: str | None = None) -> ReaderFn | None:
-    """The reader for ``path``: the named one, else by suffix; None when unsupported."""
+    """The reader for ``path``: the named one, else by suffix, else (no suffix) by its first bytes; None when
+    unsupported.
+
+    Raises:
+        DatasetError: ``name`` is no registered reader.
+    """
     if name:
         if name not in READERS:
-            raise ValueError(f"unknown reader {name!r}; choose one of {', '.join(sorted(READERS))}")
+            raise DatasetError(Problem(
+                kind="unsupported_file", file=display_path(path),
+                message=f"unknown reader {name!r}.",
+                fix=f"Pass reader= one of {', '.join(sorted(READERS))} (tsv is csv with a tab delimiter).",
+            ))
         return READERS[name]
-    key = SUFFIXES.get(path.suffix.lower())
+    key = sniff_reader(path) if not path.suffix else SUFFIXES.get(path.suffix.lower())
     return READERS.get(key) if key else None

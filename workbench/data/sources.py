@@ -28,10 +28,11 @@ def load_dataset(source, format: str = "auto", columns: dict[str, str] | None = 
         columns: Canonical field to source column, e.g. ``{"text": "utterance", "label": "intent"}``.
         strict: Raise one ``DatasetError`` listing every error (True), or drop bad rows
             and keep the problems in ``report`` (False).
-        reader: Force a table reader (``csv``, ``json``, ``jsonl``, ``parquet``, ``text``) when the
-            file extension is wrong or missing; a forced reader reads documents as tables too.
-        table_options: ``split``, ``encoding``, ``delimiter``, ``field``, ``text_unit``: see
-            ``workbench.data.load.load_table``.
+        reader: Force a table reader (``csv``, ``tsv``, ``json``, ``jsonl``, ``parquet``, ``text``) when the
+            file extension is wrong (a file without one is sniffed); a forced reader reads documents as
+            tables too.
+        table_options: ``split``, ``encoding``, ``header``, ``delimiter``, ``quotechar``, ``field``,
+            ``text_unit``: see ``workbench.data.load.load_table``.
 
     Returns:
         The dataset, with problems and counts in ``.report``.
