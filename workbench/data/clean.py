@@ -10,6 +10,9 @@ assistant message/that message, and for a corpus the text alone.
   and whitespace collapsing, but not exact;
 - conflicting duplicates: the same normalised input with different outputs (a label
   noise signal: the model is asked to learn two answers to one question).
+
+The normalised input is also a row's *prompt key*: splits keep rows with one key on one side
+(``split_dataset``), and ``find_overlap`` checks an evaluation split's keys against another split's.
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ def normalize_text(text: str) -> str:
 def input_output(ds: LoadedDataset) -> tuple[list[str], list[str]]:
     """The input text and output text of each row, as its format renders them (output empty for a corpus)."""
     return ds.spec.input_output_columns(ds.frame)
+
+
+def _keys(inputs: list[str]) -> list[str]:
+    # An input that normalises to nothing (only punctuation) is its own key.
+    return [normalize_text(x) or x for x in inputs]
+
+
+def prompt_keys(ds: LoadedDataset) -> list[str]:
+    """Each row's input, normalised: rows with equal keys ask the same question."""
+    return _keys(input_output(ds)[0])
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,53 @@ def drop_duplicates(ds: LoadedDataset, normalized: bool = True, conflicting: boo
     drop = set(report.rows_to_drop(normalized, conflicting))
     keep = [i for i in range(len(ds)) if i not in drop]
     return ds.with_frame(ds.frame.iloc[keep]), report
+
+
+@dataclass(frozen=True)
+class SplitOverlap:
+    """Rows of one split whose input is also an input of another split (a leak when the first evaluates).
+
+    Attributes:
+        split: The split checked (``validation`` or ``test``).
+        other: The split it was checked against.
+        exact: Rows whose input is identical to one in ``other``.
+        normalized: Rows whose input equals one in ``other`` only after normalisation.
+        matches: ``(row, row in other)`` for each overlapping row, in row order.
+    """
+
+    split: str
+    other: str
+    exact: tuple[int, ...]
+    normalized: tuple[int, ...]
+    matches: tuple[tuple[int, int], ...]
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        return tuple(r for r, _ in self.matches)
+
+    def summary(self) -> dict[str, int]:
+        return {"exact": len(self.exact), "normalized": len(self.normalized)}
+
+
+def find_overlap(ds: LoadedDataset, other: LoadedDataset, split: str = "test",
+                 other_name: str = "train") -> SplitOverlap:
+    """Rows of ``ds`` whose input is also in ``other``, exactly or after normalisation (``normalize_text``)."""
+    inputs, _ = input_output(ds)
+    other_inputs, _ = input_output(other)
+    first_exact: dict[str, int] = {}
+    first_key: dict[str, int] = {}
+    for j, (x, k) in enumerate(zip(other_inputs, _keys(other_inputs))):
+        first_exact.setdefault(x, j)
+        first_key.setdefault(k, j)
+    exact, normalized, matches = [], [], []
+    for i, (x, k) in enumerate(zip(inputs, _keys(inputs))):
+        if x in first_exact:
+            exact.append(i)
+            matches.append((i, first_exact[x]))
+        elif k in first_key:
+            normalized.append(i)
+            matches.append((i, first_key[k]))
+    return SplitOverlap(split, other_name, tuple(exact), tuple(normalized), tuple(matches))
 
 
 def filter_length(ds: LoadedDataset, min_chars: int = 1, max_chars: int | None = None,
