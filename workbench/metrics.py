@@ -4,7 +4,11 @@ Classification
     ``accuracy``, ``macro_f1`` and ``per_class``; ``confusion_matrix`` (rows are the true
     class, columns the predicted one), ``most_confused`` (the largest off-diagonal cells) and
     ``classification_report`` (a DataFrame of per-class precision, recall, F1 and support with
-    macro and weighted averages).
+    macro and weighted averages). ``majority_label`` (the majority-class baseline) and
+    ``imbalance_ratio`` (largest over smallest class; above ``IMBALANCE_RATIO`` accuracy misleads).
+    Open set: ``reject`` predicts the out-of-scope label below a threshold on the top class
+    probability, ``fit_rejection_threshold`` fits it on held-out data, ``open_set_scores`` gives
+    in-scope accuracy and out-of-scope recall and precision.
 
 Generation, one reference per example
     ``exact_match`` and ``token_f1`` as in the SQuAD evaluation script (lower-case, drop
@@ -23,8 +27,10 @@ Language modelling
     a Hugging Face causal LM, with the loss on the reference tokens only.
 
 Paired comparison of two systems on the same examples
-    ``paired_bootstrap`` (confidence interval and p-value of the difference of means) and
-    ``win_tie_loss``.
+    ``paired_bootstrap`` (confidence interval and p-value of the difference of means),
+    ``bootstrap_macro_f1`` (macro-F1's interval, or a paired macro-F1 difference, by the same
+    resampling), ``class_recall_differences`` (each class's recall difference, paired),
+    ``format_p`` (a p-value as text) and ``win_tie_loss``.
 
 Registry. ``METRICS`` maps names to functions for configs and reports. Corpus metrics (the
 default) take references and predictions and return a float. Per-example metrics, registered
@@ -204,6 +210,110 @@ def classification_report(references, predictions, labels=None) -> pd.DataFrame:
     frame.loc["weighted avg"] = [precision @ weights, recall @ weights, f1 @ weights, total]
     frame["support"] = frame["support"].astype(np.int64)
     return frame
+
+
+IMBALANCE_RATIO = 3.0
+"""Labels whose most frequent class has more than this many times the examples of the least frequent
+one are imbalanced: accuracy then mostly measures the large classes (``imbalance_ratio``)."""
+
+
+def majority_label(labels) -> str:
+    """The most frequent label (ties: the first in sorted order): what the majority-class baseline predicts."""
+    counts = Counter(str(x) for x in labels)
+    if not counts:
+        raise ValueError("No labels: an empty split has no majority class.")
+    return min(counts, key=lambda c: (-counts[c], c))
+
+
+def imbalance_ratio(labels) -> float:
+    """Examples of the most frequent label over those of the least frequent one (1.0 when balanced or empty)."""
+    counts = Counter(str(x) for x in labels).values()
+    return max(counts) / min(counts) if counts else 1.0
+
+
+def open_set_scores(references, predictions, out_of_scope: str) -> dict[str, float]:
+    """How a classifier handles out-of-scope inputs (those whose reference is ``out_of_scope``).
+
+    Args:
+        references: The true label of each example.
+        predictions: The predicted label of each example.
+        out_of_scope: The out-of-scope label.
+
+    Returns:
+        ``in_scope_accuracy``: share of the in-scope examples given their label (one rejected as
+        out-of-scope is wrong); ``oos_recall``: share of the out-of-scope examples predicted
+        ``out_of_scope``; ``oos_precision``: share of the ``out_of_scope`` predictions that are
+        out-of-scope; nan where there is nothing to divide by. ``in_scope`` and ``oos``: example counts.
+    """
+    classes, r, p = _labels_and_codes([str(x) for x in references], [str(x) for x in predictions],
+                                      None)
+    oos = classes.index(out_of_scope) if out_of_scope in classes else -2
+    is_oos, said_oos = r == oos, p == oos
+    ratio = lambda hit, total: float(hit / total) if total else float("nan")  # noqa: E731
+    return {"in_scope_accuracy": ratio(((r == p) & ~is_oos).sum(), (~is_oos).sum()),
+            "oos_recall": ratio((is_oos & said_oos).sum(), is_oos.sum()),
+            "oos_precision": ratio((is_oos & said_oos).sum(), said_oos.sum()),
+            "in_scope": int((~is_oos).sum()), "oos": int(is_oos.sum())}
+
+
+def reject(probabilities, labels: Sequence[str], threshold: float, out_of_scope: str) -> list[str]:
+    """Each row's most probable label, or ``out_of_scope`` when that probability is below ``threshold``.
+
+    A model that has ``out_of_scope`` among its ``labels`` keeps predicting it; the threshold rejects
+    its unsure in-scope predictions on top.
+    """
+    probs = np.asarray(probabilities, dtype=float)
+    if probs.size == 0:
+        return []
+    best, top = probs.argmax(1), probs.max(1)
+    return [out_of_scope if t < threshold else str(labels[i]) for i, t in zip(best, top)]
+
+
+def fit_rejection_threshold(references, probabilities, labels: Sequence[str], out_of_scope: str) -> float:
+    """The threshold of ``reject`` that best separates in-scope from out-of-scope examples of held-out data.
+
+    The threshold maximises the mean of in-scope accuracy and out-of-scope recall
+    (``open_set_scores``), so both count the same whatever the share of out-of-scope examples
+    (macro-F1 would give out-of-scope the weight of one class among many, accuracy the weight of
+    its share). Rejecting an in-scope example costs in-scope accuracy, so the balance is not won
+    by rejecting everything. Candidates are 0 (reject nothing) and the midpoints between
+    consecutive distinct top probabilities; ties go to the lowest.
+
+    Args:
+        references: True labels of the held-out examples (a validation split, never the test split).
+        probabilities: Their class probabilities, one row per example, columns in ``labels`` order.
+        labels: The model's classes (``out_of_scope`` may be one of them).
+        out_of_scope: The out-of-scope label.
+
+    Returns:
+        The threshold on the top class probability.
+
+    Raises:
+        ValueError: when the references lack out-of-scope or in-scope examples (nothing to balance).
+    """
+    refs = np.array([str(x) for x in references], dtype=object)
+    probs = np.asarray(probabilities, dtype=float)
+    if probs.shape != (len(refs), len(labels)):
+        raise ValueError(f"probabilities have shape {probs.shape}, expected ({len(refs)}, {len(labels)}): "
+                         "one row per reference, one column per label.")
+    is_oos = refs == out_of_scope
+    if not is_oos.any() or is_oos.all():
+        raise ValueError(f"the held-out examples need both {out_of_scope!r} and in-scope labels to fit a threshold "
+                         f"({int(is_oos.sum())} of {len(refs)} are {out_of_scope!r}).")
+    best = np.array([str(x) for x in labels], dtype=object)[probs.argmax(1)]
+    top = probs.max(1)
+    order = np.argsort(top, kind="stable")
+    top, is_oos, best, refs = top[order], is_oos[order], best[order], refs[order]
+    # Rejecting the j least confident examples: in-scope hits lost, out-of-scope examples caught.
+    kept_right = (~is_oos & (best == refs)).astype(float)
+    caught = (is_oos & (best != out_of_scope)).astype(float)
+    lost, gained = np.concatenate([[0.0], np.cumsum(kept_right)]), np.concatenate([[0.0], np.cumsum(caught)])
+    in_scope = (kept_right.sum() - lost) / (~is_oos).sum()
+    recall = ((is_oos & (best == out_of_scope)).sum() + gained) / is_oos.sum()
+    cuts = np.concatenate([[True], top[1:] > top[:-1], [False]])  # j rejected only where a threshold separates them
+    score = np.where(cuts, (in_scope + recall) / 2, -np.inf)
+    j = int(np.argmax(score))
+    return 0.0 if j == 0 else float((top[j - 1] + top[j]) / 2)
 
 
 # --------------------------------------------------------------------------- generation
@@ -701,21 +811,31 @@ def paired_bootstrap(scores_a, scores_b, n_resamples: int = 2000, seed: int = 0,
         The means, their difference (b - a), the interval and the two-sided p-value.
     """
     a, b = _paired(scores_a, scores_b)
-    n = a.size
+    if a.size == 0:
+        raise ValueError("No scores to compare.")
+    d = b - a
+    return _bootstrap(lambda idx: d[idx].mean(axis=1), a.size, float(a.mean()), float(b.mean()),
+                      n_resamples, seed, confidence)
+
+
+def _bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, value_a: float, value_b: float,
+               n_resamples: int, seed: int, confidence: float) -> BootstrapResult:
+    """The one bootstrap of this module: ``statistic`` (b's value minus a's) of ``n_resamples`` resamples of ``n``
+    examples, drawn with replacement. ``statistic`` gets an index matrix, one resample per row, and returns one
+    difference per row; rows are drawn in chunks, so memory stays bounded."""
     if n == 0:
         raise ValueError("No scores to compare.")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1, not {n_resamples}.")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), not {confidence}.")
-    d = b - a
-    observed = float(b.mean() - a.mean())
+    observed = value_b - value_a
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)
     chunk = max(1, 500_000 // n)  # ~4 MB of indices per chunk: cache-friendly, and memory stays bounded
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
-        means[start:stop] = d[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        means[start:stop] = statistic(rng.integers(0, n, size=(stop - start, n)))
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     if observed > 0:
@@ -724,8 +844,91 @@ def paired_bootstrap(scores_a, scores_b, n_resamples: int = 2000, seed: int = 0,
         p = 2 * float((means >= 0).mean())
     else:
         p = 1.0
-    return BootstrapResult(mean_a=float(a.mean()), mean_b=float(b.mean()), difference=observed,
+    return BootstrapResult(mean_a=value_a, mean_b=value_b, difference=observed,
                            ci_low=float(low), ci_high=float(high), p_value=min(1.0, p), n=n)
+
+
+def _macro_f1_rows(r: np.ndarray, p: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:
+    """Macro-F1 of each row of ``idx`` (a resample of example indices), from class codes ``r`` (true) and ``p``
+    (predicted) in range(k); F1 = 2TP / (support + predicted), averaged over the classes present in the row."""
+    rows = idx.shape[0]
+    offset = (np.arange(rows) * k)[:, None]
+    rr, pp = r[idx] + offset, p[idx] + offset
+    size = rows * k
+    support = np.bincount(rr.ravel(), minlength=size).reshape(rows, k)
+    predicted = np.bincount(pp.ravel(), minlength=size).reshape(rows, k)
+    tp = np.bincount(rr[rr == pp], minlength=size).reshape(rows, k)
+    present = support > 0
+    f1 = np.where(present, 2 * tp / np.maximum(support + predicted, 1), 0.0)
+    return f1.sum(1) / np.maximum(present.sum(1), 1)
+
+
+def bootstrap_macro_f1(references, predictions, baseline=None, n_resamples: int = 2000, seed: int = 0,
+                       confidence: float = 0.95) -> BootstrapResult:
+    """Macro-F1 with a bootstrap interval, or with ``baseline`` the paired bootstrap of a macro-F1 difference.
+
+    The resampling is ``paired_bootstrap``'s (same draws for the same seed and size); each resample's
+    macro-F1 averages over the classes present in its references, as ``macro_f1`` does.
+
+    Args:
+        references: The true class of each example.
+        predictions: The predicted class of each example (system b).
+        baseline: Another system's predictions of the same examples (system a); None for b's interval alone.
+        n_resamples, seed, confidence: As in ``paired_bootstrap``.
+
+    Returns:
+        ``mean_b``: b's macro-F1; ``mean_a``: the baseline's (0 without one); ``difference`` (b - a), its
+        interval and p-value (without a baseline, the interval is that of b's macro-F1).
+    """
+    refs, preds = [str(x) for x in references], [str(x) for x in predictions]
+    base = None if baseline is None else [str(x) for x in baseline]
+    classes = sorted(set(refs) | set(preds) | set(base or []))
+    _, r, p = _labels_and_codes(refs, preds, classes)
+    k = len(classes)
+    b_value = macro_f1(refs, preds) if refs else 0.0
+    if base is None:
+        return _bootstrap(lambda idx: _macro_f1_rows(r, p, k, idx), len(refs), 0.0, b_value,
+                          n_resamples, seed, confidence)
+    _, _, q = _labels_and_codes(refs, base, classes)
+    return _bootstrap(lambda idx: _macro_f1_rows(r, p, k, idx) - _macro_f1_rows(r, q, k, idx), len(refs),
+                      macro_f1(refs, base) if refs else 0.0, b_value, n_resamples, seed, confidence)
+
+
+def class_recall_differences(references, predictions_a, predictions_b, labels=None, n_resamples: int = 2000,
+                             seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+    """Per class, the recall of system b against system a on the same examples, with a paired bootstrap.
+
+    A class's recall is the share of its examples predicted right, so its difference is
+    ``paired_bootstrap`` of the two systems' correctness on that class's examples (resampled within
+    the class, whose support stays fixed).
+
+    Args:
+        references: The true class of each example.
+        predictions_a, predictions_b: Each system's predictions, paired with ``references``.
+        labels: The classes tested (default: those of the references, sorted); classes without examples are skipped.
+        n_resamples, seed, confidence: As in ``paired_bootstrap``.
+
+    Returns:
+        One row per class: ``class``, ``support``, ``recall_a``, ``recall_b``, ``difference`` (b - a),
+        ``ci_low``, ``ci_high``, ``p_value`` and ``significant`` (the interval excludes 0).
+    """
+    r = np.array([str(x) for x in references], dtype=object)
+    if not len(r) == len(predictions_a) == len(predictions_b):
+        raise ValueError(f"{len(r)} references but {len(predictions_a)} and {len(predictions_b)} predictions: "
+                         "one prediction per reference from each system.")
+    a = np.array([str(x) for x in predictions_a], dtype=object) == r
+    b = np.array([str(x) for x in predictions_b], dtype=object) == r
+    rows = []
+    for c in (sorted(set(r.tolist())) if labels is None else [str(x) for x in labels]):
+        mine = r == c
+        if not mine.any():
+            continue
+        res = paired_bootstrap(a[mine], b[mine], n_resamples=n_resamples, seed=seed, confidence=confidence)
+        rows.append({"class": c, "support": int(mine.sum()), "recall_a": res.mean_a, "recall_b": res.mean_b,
+                     "difference": res.difference, "ci_low": res.ci_low, "ci_high": res.ci_high,
+                     "p_value": res.p_value, "significant": bool(res.ci_low > 0 or res.ci_high < 0)})
+    return pd.DataFrame(rows, columns=["class", "support", "recall_a", "recall_b", "difference", "ci_low", "ci_high",
+                                       "p_value", "significant"])
 
 
 def format_p(p: float, n_resamples: int) -> str:
