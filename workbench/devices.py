@@ -57,8 +57,34 @@ def thread_count(requested: int = 0) -> int:
     """
     if requested > 0:
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, int(cores - busy_elsewhere() + 0.5)))
+    return free_cores(busy_elsewhere())
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def free_cores(load: float) -> int:
+    """The cores ``load`` (cores busy elsewhere) leaves free, at least one."""
+    return max(1, min(cores(), int(cores() - load + 0.5)))
+
+
+def thread_warning(requested: int) -> str:
+    """Why an explicit thread count is too many for the machine now, or "" when it is not.
+
+    An explicit ``num_threads`` above the cores other work leaves free makes the threads wait for
+    one another (see ``thread_count``); the warning gives the measured load and suggests 0 (auto).
+    """
+    if requested <= 0:
+        return ""
+    load = busy_elsewhere()
+    free = free_cores(load)
+    if requested <= free:
+        return ""
+    return (f"num_threads={requested}, but other work keeps {load:.1f} of the {cores()} cores busy, leaving {free} "
+            f"free: {requested} threads will wait on one another (on 2 busy cores training ran at 66 tokens/s "
+            f"against 300 with one thread). Set num_threads to 0 to choose from the load.")
 
 
 def busy_elsewhere(samples: int = 5, interval: float = 0.05, source: str = "/proc/loadavg") -> float:

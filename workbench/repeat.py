@@ -14,15 +14,28 @@ from .config import ConfigError, ExperimentConfig, load_yaml
 from .data import DatasetError, Problem
 from .notebook_runner import run_experiment
 from .pipeline import experiment_splits
-from .run_folders import RunRecord
+from .run_folders import RunRecord, locate_paths
 
 
 def rerun(run_dir: str | Path, runs_root: str | Path | None = None, echo=None,
           progress: bool = False) -> RunRecord:
-    """Repeat a run from its resolved config; refuse when its data changed since."""
+    """Repeat a run from its resolved config, from any working directory; refuse when its data changed since.
+
+    The run's local paths (data, pretraining corpus, model folder) are found again from the
+    manifest's record (``run_folders.locate_paths``), so the repeat reads the same files
+    wherever it is started.
+
+    Raises:
+        ConfigError: ``run_dir`` is not a run folder.
+        DatasetError: the data is not found (naming every place tried), or it changed since.
+    """
     run_dir = Path(run_dir)
-    cfg = load_yaml(ExperimentConfig, run_dir / "config.yaml")
-    recorded = json.loads((run_dir / "manifest.json").read_text()).get("data", {})
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "manifest.json").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (it needs config.yaml and manifest.json); name a folder "
+                          "runs/<experiment>/<run-id> that `workbench run` made (`workbench runs` lists them).")
+    man = json.loads((run_dir / "manifest.json").read_text())
+    cfg = locate_paths(load_yaml(ExperimentConfig, run_dir / "config.yaml"), man, run_dir)
+    recorded = man.get("data", {})
     if recorded.get("splits"):
         now = experiment_splits(cfg).fingerprints
         changed = {k: (v, now.get(k)) for k, v in recorded["splits"].items() if now.get(k) != v}

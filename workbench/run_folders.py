@@ -4,9 +4,11 @@ A run of an experiment lives in ``runs/<name>/<run-id>/``::
 
     config.yaml        the resolved experiment (what ``workbench.repeat.rerun`` repeats)
     manifest.json      package versions, git commit and dirty flag, data fingerprints, hardware,
-                       seeds, command line (values of secret-looking keys are redacted), and for a
-                       GGUF base its file, sha256 and de-quantization (workbench.model_sources)
-    status.json        running / succeeded / failed, with a one-line reason; written atomically
+                       seeds, command line (values of secret-looking keys are redacted), the working
+                       directory and each local path of the config as given, absolute and relative to
+                       it (``paths``: what rerun finds the data by), and for a GGUF base its file,
+                       sha256 and de-quantization (workbench.model_sources)
+    status.json        running / succeeded / failed / interrupted, with a one-line reason; written atomically
     notebooks/         the executed notebooks, errors shown in them; each step's config (.yaml)
                        and its kernel's stderr (.kernel.log)
     data/              the splits and their fingerprints (made by the runner, as training makes them)
@@ -26,16 +28,21 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .config import ExperimentConfig, dump_yaml
+from .data import DatasetError, Problem
 from .files import atomic_write_json, atomic_write_text
 from .model_sources import manifest_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = re.compile(r"(token|secret|password|passwd|api[_-]?key|auth|credential)", re.I)
+#: Config fields that may name a local file or folder (otherwise a hub id or a preset).
+PATH_FIELDS = ("data.source", "pretrain.source", "model.name_or_path")
+#: The reason recorded for a run or step stopped with Ctrl-C.
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
 PACKAGES = ("workbench", "torch", "transformers", "tokenizers", "datasets", "peft", "bitsandbytes", "accelerate",
             "pandas", "numpy", "scikit-learn", "sacrebleu", "papermill", "ipywidgets", "gguf")
 
@@ -138,8 +145,77 @@ def manifest(cfg: ExperimentConfig, run_dir: Path, argv: list[str] | None = None
         "seeds": {"data": cfg.data.seed, "train": cfg.train.seed, "compare": cfg.compare.seed},
         # A GGUF base: its file, sha256 and de-quantization (None for a folder or hub id).
         "model_source": manifest_entry(cfg.model.name_or_path),
+        "cwd": str(Path.cwd()),
+        "paths": local_paths(cfg),
         "data": {},
     }
+
+
+# --------------------------------------------------------------------------- local paths, found again
+
+
+def _get(cfg: ExperimentConfig, key: str) -> str:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def _set(cfg: ExperimentConfig, key: str, value: str) -> ExperimentConfig:
+    section, name = key.split(".")
+    return replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
+
+
+def local_paths(cfg: ExperimentConfig, cwd: str | Path | None = None) -> dict:
+    """Each local path of ``cfg`` (``PATH_FIELDS``) as given, absolute, and relative to the working directory.
+
+    A value that names nothing on disk there (a hub id, a preset) is left out.
+    """
+    cwd = Path(cwd or Path.cwd()).resolve()
+    out = {}
+    for key in PATH_FIELDS:
+        given = _get(cfg, key)
+        if not given:
+            continue
+        path = Path(given).expanduser()
+        path = path if path.is_absolute() else cwd / path
+        if path.exists():
+            absolute = path.resolve()
+            out[key] = {"given": given, "absolute": str(absolute), "relative": os.path.relpath(absolute, cwd)}
+    return out
+
+
+def locate_paths(cfg: ExperimentConfig, man: dict, run_dir: Path) -> ExperimentConfig:
+    """``cfg`` with each local path its run recorded found again from here, made absolute.
+
+    A recorded path is looked for at its absolute path, then relative to the run's working
+    directory, then relative to the current one. A run recorded before paths were (no
+    ``paths`` in its manifest) has its relative paths looked for from here, then from the
+    folder holding its runs folder (``<project>/runs/<name>/<run-id>``); what is found nowhere
+    is left as it is (it may be a hub id or a preset).
+
+    Raises:
+        DatasetError: a recorded path found nowhere; the message names every place tried.
+    """
+    recorded = man.get("paths")
+    if recorded is None:
+        recorded = {key: {"given": _get(cfg, key), "relative": _get(cfg, key), "optional": True}
+                    for key in PATH_FIELDS if _get(cfg, key) and not Path(_get(cfg, key)).expanduser().is_absolute()}
+        bases = [Path.cwd(), run_dir.resolve().parent.parent.parent]
+    else:
+        bases = [Path(man.get("cwd") or Path.cwd()), Path.cwd()]
+    for key, rec in recorded.items():
+        tried = ([Path(rec["absolute"])] if rec.get("absolute") else []) + [b / rec["relative"] for b in bases]
+        tried = list(dict.fromkeys(p.resolve() for p in tried))
+        found = next((p for p in tried if p.exists()), None)
+        if found is not None:
+            cfg = _set(cfg, key, str(found))
+        elif not rec.get("optional"):
+            raise DatasetError(Problem(
+                kind="not_found", file=rec["given"], field=key,
+                message=(f"{key} of run {run_dir.name} ({rec['given']!r}, a local path when it ran) is not there "
+                         f"any more; tried {', '.join(map(str, tried))}."),
+                fix=(f"Put it back at one of those paths, or start a new run with `workbench run` and "
+                     f"-p {key}=<its new path>.")))
+    return cfg
 
 
 # --------------------------------------------------------------------------- the run's files
@@ -158,6 +234,23 @@ def write_manifest(run_dir: Path, man: dict) -> None:
 def write_status(run_dir: Path, status: str, started: float, reason: str = "", **extra) -> None:
     """``status.json``: ``{"status", "reason", "started", **extra}`` (``step``, ``finished``), written atomically."""
     atomic_write_json(run_dir / "status.json", {"status": status, "reason": reason, "started": started, **extra})
+
+
+def close_status(folder: Path, status: str, reason: str) -> bool:
+    """Mark a step's own ``status.json`` (a training folder's) ``status`` with ``reason`` if it still says running.
+
+    A step whose process ended without writing its outcome (its kernel shut down after Ctrl-C)
+    would otherwise say running for ever. Returns whether it was changed.
+    """
+    path = Path(folder) / "status.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if old.get("status") != "running":
+        return False
+    atomic_write_json(path, {**old, "status": status, "reason": reason, "finished": time.time()})
+    return True
 
 
 def collect_metrics(run_dir: Path) -> dict:

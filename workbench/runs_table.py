@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, ExperimentConfig, load_yaml, to_dict
+from .methods import get_method
+from .run_folders import PATH_FIELDS, collect_metrics
 from .train import load_log
 
 
@@ -27,7 +30,9 @@ def list_runs(runs_root: str | Path = "runs"):
             try:
                 c = load_yaml(ExperimentConfig, cfg_file)
                 row.update({"model": c.model.name_or_path, "methods": ",".join(c.method_list()),
-                            "lr": c.train.learning_rate, "epochs": c.train.epochs, "r": c.lora.r})
+                            "lr": c.train.learning_rate, "epochs": c.train.epochs})
+                if any(get_method(m).adapter for m in c.method_list()):  # adapter settings mean nothing otherwise
+                    row["r"] = c.lora.r
             except ConfigError:
                 pass
         m_file = run_dir / "metrics.json"
@@ -42,28 +47,107 @@ def list_runs(runs_root: str | Path = "runs"):
     return pd.DataFrame(rows)
 
 
-def compare_runs(a: str | Path, b: str | Path) -> tuple[list[tuple[str, object, object]], list[tuple[str, float, float, float]]]:
-    """Config differences (key, a, b) and metric differences (key, a, b, b - a) between two runs."""
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict):
-                out.update(flat(v, key + "."))
-            else:
-                out[key] = v
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """What differs between two runs A and B: how each ended, their configs, their metrics.
+
+    Unpacks as ``config, metrics``.
+    """
+
+    runs: tuple[str, str]
+    status: tuple[str, str]
+    """Each run's status (``succeeded``, ``failed``, ``interrupted``, ``running``; ``unknown`` without status.json)."""
+    reasons: tuple[str, str]
+    """Each run's one-line failure reason (empty when it has none)."""
+    config: list[tuple[str, object, object]]
+    """(key, A, B) for every config value that differs; local paths compared as the runs resolved them."""
+    metrics: list[tuple[str, float, float, float]]
+    """(key, A, B, B - A) for every numeric metric both runs have and that differs."""
+    only_a: list[str]
+    """Metrics A has and B lacks."""
+    only_b: list[str]
+    """Metrics B has and A lacks."""
+    shared: int
+    """How many metrics both runs have, equal or not."""
+
+    def __iter__(self):
+        return iter((self.config, self.metrics))
+
+    def lines(self) -> list[str]:
+        """The comparison as text (``workbench runs compare``): how each run ended, then config, then metrics."""
+        out = [f"status: {self.status[0]} -> {self.status[1]}" if self.status[0] != self.status[1]
+               else f"status: both {self.status[0]}"]
+        out += [f"  {side} {status}: {reason}" for side, status, reason in zip("AB", self.status, self.reasons)
+                if reason]
+        out.append("config differences:" if self.config else "config: identical")
+        out += [f"  {k}: {x} -> {y}" for k, x, y in self.config]
+        for side, keys, other, status in (("A", self.only_a, "B", self.status[1]),
+                                          ("B", self.only_b, "A", self.status[0])):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+                out.append(f"metrics only in {side} ({len(keys)}; {other} {status}): {shown}")
+        if self.metrics:
+            out.append("metric differences:")
+            out += [f"  {k}: {x:.4g} -> {y:.4g} ({d:+.4g})" for k, x, y, d in self.metrics]
+        elif self.shared and not (self.only_a or self.only_b):
+            out.append("metrics: identical")
+        elif self.shared:
+            out.append(f"the {self.shared} metrics both have are identical")
+        elif not (self.only_a or self.only_b):
+            out.append("metrics: neither run has any")
         return out
 
-    ca = flat(to_dict(load_yaml(ExperimentConfig, Path(a) / "config.yaml")))
-    cb = flat(to_dict(load_yaml(ExperimentConfig, Path(b) / "config.yaml")))
+
+def _resolved_config(run: Path) -> dict:
+    """A run's config, flattened, with its local paths as the run resolved them (its manifest's record)."""
+    cfg = _flat(to_dict(load_yaml(ExperimentConfig, run / "config.yaml")))
+    for key, rec in (_read_json(run / "manifest.json").get("paths") or {}).items():
+        if key in PATH_FIELDS and rec.get("absolute"):
+            cfg[key] = rec["absolute"]
+    return cfg
+
+
+def compare_runs(a: str | Path, b: str | Path) -> RunComparison:
+    """How two runs differ: status and failure reason, config values, metrics (those one side lacks included).
+
+    Raises:
+        ConfigError: a folder that is not a run folder.
+    """
+    a, b = Path(a), Path(b)
+    for run in (a, b):
+        if not (run / "config.yaml").is_file():
+            raise ConfigError(f"{run}: not a run folder (no config.yaml); `workbench runs` lists them.")
+    ca, cb = _resolved_config(a), _resolved_config(b)
     config = [(k, ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)]
-    ma = flat({k: v for k, v in json.loads((Path(a) / "metrics.json").read_text()).items() if k != "differences"}) \
-        if (Path(a) / "metrics.json").exists() else {}
-    mb = flat({k: v for k, v in json.loads((Path(b) / "metrics.json").read_text()).items() if k != "differences"}) \
-        if (Path(b) / "metrics.json").exists() else {}
-    metrics = [(k, ma[k], mb[k], mb[k] - ma[k]) for k in sorted(set(ma) & set(mb))
-               if isinstance(ma[k], (int, float)) and isinstance(mb[k], (int, float)) and ma[k] != mb[k]]
-    return config, metrics
+
+    def numbers(run: Path) -> dict:  # a run that stopped early has no metrics.json: what its finished steps wrote
+        m = _read_json(run / "metrics.json") if (run / "metrics.json").exists() else collect_metrics(run)
+        m = _flat({k: v for k, v in m.items() if k != "differences"})
+        return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    ma, mb = numbers(a), numbers(b)
+    metrics = [(k, ma[k], mb[k], mb[k] - ma[k]) for k in sorted(set(ma) & set(mb)) if ma[k] != mb[k]]
+    sa, sb = _read_json(a / "status.json"), _read_json(b / "status.json")
+    return RunComparison((str(a), str(b)), (sa.get("status", "unknown"), sb.get("status", "unknown")),
+                         (sa.get("reason", ""), sb.get("reason", "")), config, metrics,
+                         sorted(set(ma) - set(mb)), sorted(set(mb) - set(ma)), len(set(ma) & set(mb)))
 
 
 def train_logs(run: Path) -> dict[str, list[dict]]:

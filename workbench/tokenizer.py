@@ -4,6 +4,7 @@ and fingerprinting one. Statistics over datasets are in ``workbench.tokens``."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -64,8 +65,37 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, min_frequency:
     return fast
 
 
-def tokenizer_name(tokenizer) -> str:
-    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+#: Folder names that say nothing alone (``<package>/model``, ``<run>/train-lora/model``): shown with their parent.
+GENERIC_FOLDERS = {"model", "models", "tokenizer", "base", "merged", "export", "final", "snapshot"}
+
+
+def _folder_label(path: Path) -> str:
+    path = path.expanduser().resolve()
+    name = re.sub(r"-[0-9a-f]{16}$", "", path.name)  # a converted GGUF's cache folder: <file stem>-<sha256[:16]>
+    return f"{path.parent.name}/{name}" if name.lower() in GENERIC_FOLDERS and path.parent.name else name
+
+
+def tokenizer_name(tokenizer, given: str | Path = "") -> str:
+    """A readable name for a tokenizer: what it was loaded as, short, with its class when that says something.
+
+    A preset name or hub id stays as it is; a local folder becomes its name (a generic one such
+    as ``model`` with its parent's, a converted GGUF's cache folder without its hash), never a
+    site-packages path; a tokenizer built in memory is named by its algorithm and vocabulary.
+    A model-specific class is added (``minilm (BertTokenizer)``); the generic fast backend is not.
+
+    Args:
+        tokenizer: A loaded tokenizer.
+        given: The name it was loaded by (a preset, folder or hub id); default its ``name_or_path``.
+    """
+    name = str(given or getattr(tokenizer, "name_or_path", "") or "")
+    if name and (Path(name).expanduser().is_absolute() or Path(name).expanduser().exists()):
+        name = _folder_label(Path(name))
+    if not name:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        algorithm = type(backend.model).__name__ if backend is not None else "tokenizer"
+        name = f"unnamed {algorithm} ({len(tokenizer):,} tokens)"
+    cls = type(tokenizer)
+    return f"{name} ({cls.__name__})" if cls.__module__.startswith("transformers.models.") else name
 
 
 _TOK_PRINTS: dict[int, str] = {}

@@ -123,8 +123,13 @@ class LengthStats:
     tokens_per_word: float
     unk_rate: float
     packing: PackingStats
+    train_rows: int
+    """Rows one epoch trains on: the train split after cleaning and splitting (and ``data.max_train_rows``) when
+    given, else every row of the dataset; steps per epoch and the run's cost count these."""
     steps_per_epoch_padded: int
+    """Optimiser steps per epoch over ``train_rows``, one example per batch slot."""
     steps_per_epoch_packed: int
+    """Optimiser steps per epoch over ``train_rows`` packed into ``max_length`` rows (``train.packing``)."""
     epochs: float
     template: str
     warnings: tuple[str, ...] = field(default=())
@@ -141,8 +146,9 @@ class LengthStats:
 
     @property
     def run_tokens(self) -> int:
-        """Tokens processed over all epochs when packing (an estimate of a run's cost)."""
-        return int(self.total_tokens * self.epochs)
+        """Tokens of the ``train_rows`` processed over all epochs when packing (an estimate of a run's cost)."""
+        ex = self.fields["example"]
+        return int(round(ex.total * self.train_rows / self.rows * self.epochs)) if self.rows else 0
 
     def table(self) -> pd.DataFrame:
         """Per-field statistics as a table."""
@@ -167,6 +173,7 @@ class LengthStats:
             "total_tokens": self.total_tokens,
             "padding_waste": round(self.packing.padding_waste_dynamic, 4),
             "packing_efficiency": round(self.packing.packing_efficiency, 4),
+            "train_rows": self.train_rows,
             "steps_per_epoch": self.steps_per_epoch_padded,
             "steps_per_epoch_packed": self.steps_per_epoch_packed,
         }
@@ -265,13 +272,16 @@ def _boundary_differs(ids, offsets, alone: list[int], prompt_chars: int) -> bool
     return np.asarray(ids)[in_prompt].tolist() != list(alone)
 
 
-def length_stats(ds: LoadedDataset, tokenizer, cfg: TokenConfig = TokenConfig()) -> LengthStats:
+def length_stats(ds: LoadedDataset, tokenizer, cfg: TokenConfig = TokenConfig(),
+                 train_rows: int | None = None) -> LengthStats:
     """Token statistics of ``ds`` under ``tokenizer``: lengths, truncation, masking checks, packing, cost.
 
     Args:
         ds: A loaded dataset.
         tokenizer: A fast Hugging Face tokenizer.
         cfg: Max length, batch size, template choice, sample size.
+        train_rows: Rows one epoch trains on (the train split after cleaning and splitting, not the
+            raw rows of ``ds``); None for every row of ``ds``. Steps per epoch count these.
 
     Returns:
         LengthStats; ``warnings`` says what to look at (truncation over ``cfg.truncation_warn``,
@@ -293,9 +303,10 @@ def length_stats(ds: LoadedDataset, tokenizer, cfg: TokenConfig = TokenConfig())
     boundary = tuple(int(pos[i]) for i, b in enumerate(m["boundary"]) if b)
     words = max(1, m["words"])
     pack = packing_stats(ex_len, cfg.max_length, cfg.batch_size, cfg.seed)
-    scale = len(ds) / max(1, len(rows))
+    train_rows = len(ds) if train_rows is None else train_rows
+    scale = train_rows / max(1, len(rows))
     per_step = cfg.batch_size * cfg.grad_accum
-    steps_padded = math.ceil(len(ds) / per_step)
+    steps_padded = math.ceil(train_rows / per_step)
     steps_packed = math.ceil(pack.packed_sequences * scale / per_step)
     n = max(1, len(rows))
     template = "n/a" if not ds.spec.conversational else (
@@ -319,16 +330,19 @@ def length_stats(ds: LoadedDataset, tokenizer, cfg: TokenConfig = TokenConfig())
         trained=Distribution.of(trained), max_length=cfg.max_length, truncated_rows=truncated,
         fully_masked_rows=fully, boundary_mismatch_rows=boundary, missing_eos_rows=missing_eos,
         tokens_per_word=float(ex_len.sum()) / words, unk_rate=float(np.sum(m["unk"])) / max(1, int(ex_len.sum())),
-        packing=pack, steps_per_epoch_padded=steps_padded, steps_per_epoch_packed=steps_packed, epochs=cfg.epochs,
+        packing=pack, train_rows=train_rows, steps_per_epoch_padded=steps_padded,
+        steps_per_epoch_packed=steps_packed, epochs=cfg.epochs,
         template=template, warnings=tuple(warnings),
     )
 
 
-def compare_tokenizers(ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig()) -> pd.DataFrame:
-    """One row of headline statistics per tokenizer, on the same rows and settings."""
+def compare_tokenizers(ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig(),
+                       train_rows: int | None = None) -> pd.DataFrame:
+    """One row of headline statistics per tokenizer, on the same rows and settings (``train_rows``: see
+    ``length_stats``)."""
     rows = []
     for name, tok in tokenizers.items():
-        s = length_stats(ds, tok, cfg).summary()
+        s = length_stats(ds, tok, cfg, train_rows).summary()
         s["tokenizer"] = name
         s["vocab_size"] = len(tok)
         rows.append(s)
@@ -352,19 +366,21 @@ class TokenReport:
         return [(name, w) for name, s in self.stats.items() for w in s.warnings]
 
 
-def token_report(ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig()) -> TokenReport:
+def token_report(ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig(),
+                 train_rows: int | None = None) -> TokenReport:
     """Compare ``tokenizers`` on ``ds``: the side-by-side table, each one's statistics and warnings, the histogram.
 
     Args:
         ds: The dataset.
         tokenizers: Name to a loaded tokenizer.
         cfg: Lengths, batch, template and sample settings.
+        train_rows: Rows one epoch trains on (the train split's); None for every row of ``ds``.
 
     Returns:
         A ``TokenReport``.
     """
-    table = compare_tokenizers(ds, tokenizers, cfg)
-    stats = {name: length_stats(ds, tok, cfg) for name, tok in tokenizers.items()}
+    table = compare_tokenizers(ds, tokenizers, cfg, train_rows)
+    stats = {name: length_stats(ds, tok, cfg, train_rows) for name, tok in tokenizers.items()}
     hists = {name: (s.fields["example"].bin_edges, s.fields["example"].bin_counts) for name, s in stats.items()}
     png = plots.to_png(plots.stairs_histogram(hists, "tokens per formatted example", "tokens", cfg.max_length))
     return TokenReport(table, stats, png)

@@ -9,7 +9,7 @@ from typing import Callable
 import ipywidgets as widgets
 
 from ..plots import to_png
-from ..runs_table import compare_runs, list_runs, loss_curves, run_report
+from ..runs_table import RunComparison, compare_runs, list_runs, loss_curves, run_report
 from .base import Panel
 
 
@@ -33,7 +33,7 @@ class RunsPanel(Panel):
     Args:
         runs_root: The runs folder.
         lister: Builds the table (``workbench.runs_table.list_runs``; tests pass a stub).
-        comparer: Config and metric differences of two runs (``workbench.runs_table.compare_runs``).
+        comparer: How two runs differ (``workbench.runs_table.compare_runs``; a ``(config, metrics)`` pair will do).
         curves: Loss curves of the selected runs (``workbench.runs_table.loss_curves``).
         report: A run's comparison report, or None (``workbench.runs_table.run_report``).
     """
@@ -113,17 +113,26 @@ class RunsPanel(Panel):
             self.diff.value = "<i>Select exactly two runs.</i>"
             return
         try:
-            config, metrics = self._compare(*runs)
+            diff = self._compare(*runs)
         except (OSError, ValueError) as e:
             self.diff.value = self.error_html(e)
             return
+        config, metrics = diff
+        status = ""
+        if isinstance(diff, RunComparison):  # how each run ended, and the metrics only one of them has
+            srows = "".join(f"<tr><td>{side}</td><td>{html.escape(st)}</td><td>{html.escape(reason)}</td></tr>"
+                            for side, st, reason in zip("AB", diff.status, diff.reasons))
+            only = "".join(f"<li>only in {side}: {html.escape(', '.join(keys))}</li>"
+                           for side, keys in (("A", diff.only_a), ("B", diff.only_b)) if keys)
+            status = (f"<h4>Status</h4><table class='wb-table'><tr><th>run</th><th>status</th><th>reason</th></tr>"
+                      f"{srows}</table>" + (f"<ul class='wb-missing-metrics'>{only}</ul>" if only else ""))
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(a))}</td><td>{html.escape(str(b))}</td></tr>"
                        for k, a, b in config) or "<tr><td colspan=3>identical</td></tr>"
         mrows = "".join(f"<tr><td>{html.escape(k)}</td><td>{a:.4g}</td><td>{b:.4g}</td><td>{d:+.4g}</td></tr>"
                         for k, a, b, d in metrics) or "<tr><td colspan=4>no numeric differences</td></tr>"
-        self.diff.value = (f"<h4>Config</h4><table class='wb-table'><tr><th>key</th><th>A</th><th>B</th></tr>{rows}"
-                           f"</table><h4>Metrics</h4><table class='wb-table'><tr><th>metric</th><th>A</th><th>B</th>"
-                           f"<th>B - A</th></tr>{mrows}</table>")
+        self.diff.value = (status + f"<h4>Config</h4><table class='wb-table'><tr><th>key</th><th>A</th><th>B</th>"
+                           f"</tr>{rows}</table><h4>Metrics</h4><table class='wb-table'><tr><th>metric</th><th>A</th>"
+                           f"<th>B</th><th>B - A</th></tr>{mrows}</table>")
 
     def show_report(self) -> None:
         runs = list(self.select.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import replace
+from functools import partial
 from typing import Callable
 
 import ipywidgets as widgets
@@ -24,16 +25,18 @@ class TokenPanel(Panel):
         cfg: Starting settings; ``sample`` bounds the rows measured so large data stays responsive.
             The form edits some fields; ``current_cfg`` keeps the others as they are here.
         report, mask: The core functions, ``token_report`` and ``loss_mask_view`` (tests pass stubs).
+        train_rows: Rows one epoch trains on (the train split's), for steps per epoch; None for all of ``ds``.
     """
 
     def __init__(self, ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenConfig = TokenConfig(sample=5000),
-                 report: Callable = token_report, mask: Callable = loss_mask_view):
+                 report: Callable = token_report, mask: Callable = loss_mask_view, train_rows: int | None = None):
         if not tokenizers:
             raise ValueError("TokenPanel needs at least one tokenizer")
         self.ds, self.cfg = ds, cfg
         self._sources = dict(tokenizers)
         self._loaded: dict[str, object] = {}
-        self._report, self._mask = report, mask
+        self._report = report if train_rows is None else partial(report, train_rows=train_rows)
+        self._mask = mask
         names = list(tokenizers)
         self.choose = widgets.SelectMultiple(options=names, value=names[:1], description="Tokenizers",
                                              rows=min(4, len(names)))
@@ -99,8 +102,9 @@ class TokenPanel(Panel):
             return
         self.results = per = report.stats
         table = report.table
-        cols = ["rows", "median", "p95", "max", "truncated_share", "tokens_per_word", "unk_rate", "total_tokens",
-                "padding_waste", "packing_efficiency", "steps_per_epoch", "steps_per_epoch_packed", "vocab_size"]
+        cols = ["rows", "train_rows", "median", "p95", "max", "truncated_share", "tokens_per_word", "unk_rate",
+                "total_tokens", "padding_waste", "packing_efficiency", "steps_per_epoch", "steps_per_epoch_packed",
+                "vocab_size"]
         self.table.value = table[[c for c in cols if c in table.columns]].to_html(classes="wb-table", border=0)
         first = per[names[0]]
         self.fields.value = (f"<b>{html.escape(names[0])}</b> per field (template: {first.template}; "
