@@ -22,6 +22,17 @@ What comes out:
   wrong extension, empty document, binary under a text name, undeclared HTML charset
   (what was assumed and why). One bad file never stops a folder.
 
+Limits, against hostile or broken files (``DocumentConfig`` settings, each named in the fix):
+
+- ``max_unpacked_mb`` (200) and ``max_compression_ratio`` (100): a DOCX is a ZIP package; one
+  that declares more, or unpacks to more while it is counted, is refused as ``too_large``
+  before python-docx parses it (a 300 KB file can hold gigabytes of XML).
+- ``max_seconds_per_file`` (60): each file is extracted in a worker thread; one still going
+  is stopped and reported as ``timed_out`` (``budget``).
+- a symbolic link in the folder whose target lies outside it is not followed: ``outside_source``.
+- HTML extraction is linear in the page's size and depth: facts about each element are
+  computed bottom-up once, and nesting is walked with a stack, not recursion (``html_text``).
+
 Libraries, and why each:
 
 - **pypdf** (PDF): pure Python, BSD-licensed, actively maintained (the PyPDF2 line's

@@ -22,6 +22,16 @@ class DocumentConfig:
     overlap: int = 32
     """Tokens repeated from the end of one chunk at the start of the next chunk of the same
     section, so that text cut at a boundary is seen whole once; less than half of ``chunk_size``."""
+    max_unpacked_mb: int = 200
+    """Most megabytes a Word (.docx, a ZIP package) file may unpack to, all its parts together; a larger
+    one is refused unread, as a possible ZIP bomb. Checked against the sizes the ZIP declares and
+    again while unpacking. Raise it for a genuine document that is larger."""
+    max_compression_ratio: int = 100
+    """Most times a part of a Word file (one of over 100 KB unpacked) may be larger unpacked than packed;
+    a higher ratio is refused as a possible ZIP bomb (real documents compress 5 to 20 times)."""
+    max_seconds_per_file: float | None = 60.0
+    """Seconds one file may take to extract and chunk; a file still going is stopped, reported as
+    ``timed_out`` and left out, and the rest of the folder goes on. None (or 0) for no limit."""
 
     def __post_init__(self):
         if not isinstance(self.tokenizer, str) or not self.tokenizer:
@@ -34,6 +44,15 @@ class DocumentConfig:
         if self.chunk_size is not None and self.overlap * 2 >= self.chunk_size:
             raise ConfigError(f"overlap ({self.overlap}) must be less than half of chunk_size ({self.chunk_size}), "
                               f"so that every chunk moves forward; try overlap={self.chunk_size // 8}.")
+        for name in ("max_unpacked_mb", "max_compression_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
+        seconds = self.max_seconds_per_file
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                    or not seconds > 0):
+            raise ConfigError(f"max_seconds_per_file must be a positive number of seconds, or None for no limit; "
+                              f"got {seconds!r}.")
 
 
 #: Problem kinds that documents add to ``workbench.data.problems.PROBLEM_KINDS``.
@@ -50,6 +69,9 @@ DOCUMENT_PROBLEM_KINDS = (
     "encoding",          # HTML/Markdown/text bytes: charset guessed or undecodable
     "binary",            # a text suffix on binary content
     "unreadable_page",   # one PDF page failed; the others were read
+    "too_large",         # a DOCX that unpacks past max_unpacked_mb or max_compression_ratio (ZIP bomb?)
+    "timed_out",         # extraction ran past max_seconds_per_file
+    "outside_source",    # a symbolic link in the folder to a file or folder outside it
 )
 
 BlockKind = Literal["heading", "paragraph", "list_item", "table", "code"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..problems import Problem
-from .base import Block, FileError
+from .base import Block, DocumentConfig, FileError
 from .charsets import EncodingChoice, choose_encoding
 
 Extractor = Callable[["FileContext"], Iterator[Block]]
@@ -56,16 +56,18 @@ class FileContext:
         file: Its display path, for problems.
         size: Its size in bytes.
         encoding: Text encoding to force (``ingest_documents(encoding=...)``), or None.
+        config: The ingest's settings (the limits on unpacked size, for one).
         title, pages, encoding_used: Set by the extractor when known.
         problems, notes: Reported findings.
     """
 
     def __init__(self, path: Path, file: str, size: int, encoding: str | None = None,
-                 advance: Callable[[int], None] | None = None):
+                 advance: Callable[[int], None] | None = None, config: DocumentConfig | None = None):
         self.path = path
         self.file = file
         self.size = size
         self.encoding = encoding
+        self.config = config or DocumentConfig()
         self.title: str | None = None
         self.pages: int | None = None
         self.encoding_used: str | None = None

@@ -17,6 +17,7 @@ from ..pii import PiiReport, scan_pii
 from ..problems import DatasetError, Problem, display_path
 from ..readers import SUFFIXES as DATA_SUFFIXES
 from .base import Block, ChunkStats, DocumentConfig, FileError, FileResult, status_of
+from .budget import TimeUp, within
 from .charsets import describe, sniff
 from .chunks import TokenCounter, chunk_text, sections, stats_from_counts, token_counter
 from .extractors import DOCUMENT_SUFFIXES, EXTRACTORS, NOT_READ, FileContext
@@ -86,15 +87,32 @@ class DocumentIngest:
 
 
 def _files(source: Path) -> list[Path]:
+    """The files under ``source``, and its symbolic links (to files or folders), in path order."""
     if source.is_file():
         return [source]
     out = []
-    for p in sorted(source.rglob("*")):
+    for p in sorted(source.rglob("*")):  # rglob does not walk into linked folders
         rel = p.relative_to(source).parts
         # Hidden files, and Office's "~$name.docx" lock files, are not documents.
-        if p.is_file() and not any(part.startswith(".") for part in rel) and not p.name.startswith("~$"):
+        if (p.is_file() or p.is_symlink()) and not any(part.startswith(".") for part in rel) \
+                and not p.name.startswith("~$"):
             out.append(p)
     return out
+
+
+def _outside(path: Path, root: Path) -> FileResult | None:
+    """A refusal when ``path`` is a link whose target lies outside the folder ``root`` (resolved)."""
+    target = path.resolve()
+    if target.is_relative_to(root):
+        return None
+    file = str(Path(display_path(path.parent)) / path.name)  # the link, not what it points to
+    what = "folder" if target.is_dir() else "file"
+    return FileResult(file, "error", problems=(Problem(
+        kind="outside_source", file=file,
+        message=f"a symbolic link to the {what} {target}, outside the folder being ingested; it was not read.",
+        fix=f"If the {what} belongs in the corpus, copy it into the folder (a copy, not a link); "
+            "otherwise delete the link.",
+    ),))
 
 
 def is_document_source(source) -> bool:
@@ -221,7 +239,7 @@ def _ingest_file(path: Path, counter: TokenCounter, config: DocumentConfig, enco
     file = display_path(path)
     progress.file = file
     size = path.stat().st_size
-    ctx = FileContext(path, file, size, encoding, progress.advance)
+    ctx = FileContext(path, file, size, encoding, progress.advance, config)
 
     def finish(skipped: bool = False, kind: str | None = None, **fields) -> _FileOutput:
         ctx.advance(size)  # whatever the extractor did not report
@@ -244,8 +262,9 @@ def _ingest_file(path: Path, counter: TokenCounter, config: DocumentConfig, enco
             words += len(block.text.split())
             yield block
 
+    blocks = within(lambda: EXTRACTORS[name](ctx), config.max_seconds_per_file)
     try:
-        for section in sections(counted(EXTRACTORS[name](ctx))):
+        for section in sections(counted(blocks)):
             n_sections += section.heading is not None
             parts = section.lead + ([section.heading] if section.heading else []) + section.blocks
             for chunk in chunk_text(counter, parts, config.chunk_size, config.overlap):
@@ -259,12 +278,22 @@ def _ingest_file(path: Path, counter: TokenCounter, config: DocumentConfig, enco
     except FileError as e:
         ctx.problems.append(e.problem)
         return finish(kind=name, words=words)
+    except TimeUp:
+        ctx.problems.append(Problem(
+            kind="timed_out", file=file,
+            message=f"reading the file took longer than max_seconds_per_file={config.max_seconds_per_file:g} s "
+                    f"(stopped after {words:,} words); it was left out.",
+            fix="If the file is genuine, raise DocumentConfig.max_seconds_per_file (None for no limit), or split "
+                "it into smaller files; a small file that takes this long may be malformed or hostile."))
+        return finish(kind=name, words=words)
     except Exception as e:  # noqa: BLE001 - an unexpected library failure must not stop a folder
         ctx.problems.append(Problem(kind="corrupt", file=file,
                                     message=f"the file could not be read ({type(e).__name__}: {str(e)[:160]}).",
                                     fix="Open it in the program that made it and save it again; if that works, "
                                         "report this file as a bug."))
         return finish(kind=name, words=words)
+    finally:
+        blocks.close()  # stops the worker thread now, whatever happened
     if not rows:
         ctx.problems.append(Problem(kind="no_text", file=file, message="the document holds no text.",
                                     fix="Check that this is the file you meant."))
@@ -309,7 +338,9 @@ def ingest_documents(
     """Read a document, or a folder of them (recursively), into a chunked corpus.
 
     Every file gets a ``FileResult``; a file that cannot be read (encrypted, scanned,
-    corrupt, empty, binary under a text name) is reported there and the rest go on.
+    corrupt, empty, binary under a text name, a ZIP bomb, one that runs past
+    ``config.max_seconds_per_file``) is reported there and the rest go on. A symbolic link
+    in the folder to a file or folder outside it is reported, not read.
 
     Args:
         source: A file or folder: PDF, HTML, Markdown, DOCX, plain text.
@@ -336,12 +367,18 @@ def ingest_documents(
         raise DatasetError(Problem(kind="not_found", file=str(source), message="no such file or folder.",
                                    fix="Check the path."))
     counter = token_counter(tokenizer if tokenizer is not None else config.tokenizer)
-    files = _files(path)
-    bar = _Progress(progress, sum(p.stat().st_size for p in files))
+    root = path.resolve() if path.is_dir() else None
+    # A link in a folder to something outside it is refused, not followed: a folder of
+    # documents must not read /etc/hostname or a home directory into the corpus.
+    plan = [(f, _outside(f, root) if root is not None else None) for f in _files(path)]
+    # A link to a folder inside is not walked (its files are read where they are), nor is a broken one.
+    plan = [(f, refused) for f, refused in plan if refused is not None or f.is_file()]
+    bar = _Progress(progress, sum(f.stat().st_size for f, refused in plan if refused is None))
     outputs: list[_FileOutput] = []
     try:
-        for f in files:
-            outputs.append(_ingest_file(f, counter, config, encoding, bar))
+        for f, refused in plan:
+            outputs.append(_FileOutput(refused, [], []) if refused is not None
+                           else _ingest_file(f, counter, config, encoding, bar))
     finally:
         bar.close()
 
@@ -375,8 +412,12 @@ def ingest_documents(
     return DocumentIngest(corpus, section_frame, tuple(results), stats, duplicates, pii)
 
 
-def extract_blocks(path, encoding: str | None = None) -> tuple[list[Block], FileResult]:
+def extract_blocks(path, encoding: str | None = None,
+                   config: DocumentConfig | None = None) -> tuple[list[Block], FileResult]:
     """The blocks of one document, unchunked, with its result (for inspecting an extractor).
+
+    ``config`` gives the limits on unpacked size (``DocumentConfig()`` if None); the time
+    budget applies to ``ingest_documents`` only: here the extractor runs in the caller's thread.
 
     Raises:
         DatasetError: ``path`` is not a file.
@@ -384,7 +425,7 @@ def extract_blocks(path, encoding: str | None = None) -> tuple[list[Block], File
     path = Path(path)
     if not path.is_file():
         raise DatasetError(Problem(kind="not_found", file=str(path), message="no such file.", fix="Check the path."))
-    ctx = FileContext(path, display_path(path), path.stat().st_size, encoding)
+    ctx = FileContext(path, display_path(path), path.stat().st_size, encoding, config=config)
     name, skipped = _pick(path, ctx)
     blocks: list[Block] = []
     if name is not None:

@@ -3,7 +3,8 @@
 A .docx file is a ZIP package holding ``word/document.xml``; before python-docx sees a
 file, the ZIP is checked so that a truncated download, a spreadsheet or an OpenDocument
 file under a .docx name, and a password-protected document (an OLE container holding
-``EncryptedPackage``) each get their own message.
+``EncryptedPackage``) each get their own message, and so that a ZIP bomb (a small file that
+unpacks to gigabytes of XML) is refused before anything unpacks it: ``check_unpacked``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,62 @@ _OTHER_PACKAGES = (
     ("ppt/", "a PowerPoint presentation"),
     ("content.xml", "an OpenDocument file"),
 )
+_MB = 1_000_000
+#: Parts smaller than this, unpacked, are not held to ``max_compression_ratio``: a few kilobytes of
+#: repeated markup compress very well without being a bomb (Apache POI's ZipSecureFile does the same).
+RATIO_GRACE_BYTES = 100_000
+_READ = 1 << 20
+
+
+def _mb(n: int) -> str:
+    return f"{n / _MB:,.1f} MB"
+
+
+def check_unpacked(ctx: FileContext, z: zipfile.ZipFile, what: str = "DOCX") -> None:
+    """Refuse a ZIP package that unpacks past ``max_unpacked_mb`` or ``max_compression_ratio``.
+
+    The sizes its directory declares are checked first, before anything is unpacked; then every
+    part is unpacked once, a block at a time, counting the bytes that actually come out (declared
+    sizes can lie) and stopping as soon as a limit is passed. This read also checks each part's
+    CRC. python-docx then reads the parts through ``zipfile``, which stops at the declared sizes
+    checked here (a part that holds more fails its CRC, here, as corrupt).
+
+    Raises:
+        FileError: ``too_large``, naming the sizes and the setting to raise.
+    """
+    config = ctx.config
+    limit, ratio = config.max_unpacked_mb * _MB, config.max_compression_ratio
+
+    def too_large(how: str, setting: str, needed: int) -> Exception:
+        return ctx.fail("too_large", f"the {what} {how}; it was not read, as a precaution against ZIP bombs "
+                                     "(small files that unpack to gigabytes).",
+                        f"If the document is genuine, raise DocumentConfig.{setting} (to {needed} or more); "
+                        "otherwise take the file out of the folder.")
+
+    def check(name: str, unpacked: int, packed: int, total: int, declared: bool) -> None:
+        source = "as its ZIP directory declares" if declared else "counted while unpacking"
+        if total > limit:
+            raise too_large(f"unpacks to {'more than ' * (not declared)}{_mb(total)} ({source}) from {_mb(ctx.size)} "
+                            f"on disk, over max_unpacked_mb={config.max_unpacked_mb}",
+                            "max_unpacked_mb", -(-total // _MB))
+        if unpacked > RATIO_GRACE_BYTES and unpacked > ratio * max(packed, 1):
+            found = unpacked // max(packed, 1)
+            raise too_large(f"part {name} unpacks to {'more than ' * (not declared)}{_mb(unpacked)} from "
+                            f"{_mb(packed)} ({source}), {found} times its packed size, over "
+                            f"max_compression_ratio={ratio}", "max_compression_ratio", found + 1)
+
+    parts = [info for info in z.infolist() if not info.is_dir()]
+    declared_total = sum(info.file_size for info in parts)
+    for info in parts:
+        check(info.filename, info.file_size, info.compress_size, declared_total, True)
+    total = 0
+    for info in parts:
+        unpacked = 0
+        with z.open(info) as part:
+            while block := part.read(_READ):
+                unpacked += len(block)
+                total += len(block)
+                check(info.filename, unpacked, info.compress_size, total, False)
 
 
 def _check_package(ctx: FileContext) -> None:
@@ -55,12 +112,9 @@ def _check_package(ctx: FileContext) -> None:
                             "a ZIP archive")
                 raise ctx.fail("corrupt", f"not a Word document: the file is {what}, with no word/document.xml.",
                                "Save it as .docx from Word, or ingest the documents inside the archive.")
-            z.getinfo("word/document.xml")
-            with z.open("word/document.xml") as part:
-                while part.read(1 << 20):
-                    pass  # reading the whole part checks its CRC and that it decompresses
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise ctx.fail("corrupt", f"the DOCX is corrupt: its document part cannot be unpacked ({str(e)[:120]}).",
+            check_unpacked(ctx, z)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as e:
+        raise ctx.fail("corrupt", f"the DOCX is corrupt: its parts cannot be unpacked ({str(e)[:120]}).",
                        "Re-save it from Word, or download it again.") from None
 
 
