@@ -212,6 +212,11 @@ def preset_licences() -> dict[str, str]:
     return {s.name: s.licence for s in SOURCES.values() if isinstance(s, PackagedGguf)}
 
 
+def preset_summaries() -> dict[str, str]:
+    """What each preset is, by preset name."""
+    return {s.name: s.summary for s in SOURCES.values() if isinstance(s, PackagedGguf)}
+
+
 def find_source(name_or_path: str) -> ModelSource | None:
     """The registered source that claims ``name_or_path``; None for a plain folder or hub id."""
     return next((s for s in SOURCES.values() if s.claims(str(name_or_path))), None)

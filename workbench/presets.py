@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from .model_sources import preset_licences, resolve_source
+from .model_sources import preset_licences, preset_summaries, resolve_source
 from .tokenizer import load_tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,18 @@ def counting_tokenizer(name: str):
 
 #: The licence of each preset model's weights, to show where a model is chosen.
 LICENCES = {"minilm": "Apache-2.0", **preset_licences()}
+#: What each preset model is.
+SUMMARIES = {"minilm": "all-MiniLM-L6-v2, a sentence encoder (classification, retrieval)", **preset_summaries()}
+
+
+def model_note(name_or_path: str) -> str:
+    """One line on the model a name stands for and the licence of its weights, for wherever a model is chosen."""
+    name = str(name_or_path).strip()
+    if name in LICENCES:
+        return f"{name}: {SUMMARIES[name]}; licence: {LICENCES[name]}"
+    if not name:
+        return "no base model: pretrained from scratch (tiny Llama presets)"
+    return f"{name}: not a preset; its licence is on its model card or in its folder"
 
 
 def resolve_path(name_or_path: str) -> str:

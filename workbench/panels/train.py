@@ -14,6 +14,7 @@ from ..config import LoraConfig, ModelConfig, QuantConfig, TrainConfig
 from ..data.dataset import LoadedDataset
 from ..methods import METHODS
 from ..plots import to_png, training_curves
+from ..presets import LICENCES, model_note
 from ..train import headline_metrics, run_training
 from .base import Panel, form_field
 
@@ -45,6 +46,14 @@ class TrainPanel(Panel):
         self._started = 0.0
         self._last_plot = 0.0
 
+        # The base: a preset (its licence shown as it is chosen), a folder, a .gguf file or a hub id.
+        self.base = form_field(widgets.Combobox, ModelConfig, "name_or_path", model.name_or_path, label="model",
+                               options=list(LICENCES), ensure_option=False, placeholder="preset, folder, .gguf or hub id",
+                               layout=widgets.Layout(width="60%"))
+        self.base.add_class("wb-model")
+        self.licence = widgets.HTML(self._licence_html(model.name_or_path))
+        self.licence.add_class("wb-licence")
+        self.base.observe(lambda ch: setattr(self.licence, "value", self._licence_html(ch["new"])), names="value")
         self.method = form_field(widgets.ToggleButtons, ModelConfig, "method", model.method, options=list(METHODS))
         self.rank = form_field(widgets.IntSlider, LoraConfig, "r", lora.r, label="LoRA rank", min=1, max=128)
         self.lr = form_field(widgets.FloatLogSlider, TrainConfig, "learning_rate", train_cfg.learning_rate, base=10,
@@ -56,7 +65,7 @@ class TrainPanel(Panel):
                                 max=4096)
         self.max_length = form_field(widgets.BoundedIntText, TrainConfig, "max_length", train_cfg.max_length, min=8,
                                      max=131072)
-        self.form = {(ModelConfig, "method"): self.method, (LoraConfig, "r"): self.rank,
+        self.form = {(ModelConfig, "name_or_path"): self.base, (ModelConfig, "method"): self.method, (LoraConfig, "r"): self.rank,
                      (TrainConfig, "learning_rate"): self.lr, (TrainConfig, "epochs"): self.epochs,
                      (TrainConfig, "max_steps"): self.max_steps, (TrainConfig, "batch_size"): self.batch,
                      (TrainConfig, "max_length"): self.max_length}
@@ -76,16 +85,20 @@ class TrainPanel(Panel):
         self.start_btn.on_click(lambda _: self.start(resume=False))
         self.resume_btn.on_click(lambda _: self.start(resume=True))
         self.stop_btn.on_click(lambda _: self.stop())
-        form = widgets.VBox([self.method, widgets.HBox([self.rank, self.lr]),
+        form = widgets.VBox([self.base, self.licence, self.method, widgets.HBox([self.rank, self.lr]),
                              widgets.HBox([self.epochs, self.max_steps]), widgets.HBox([self.batch, self.max_length])])
         self.widget = widgets.VBox([
-            widgets.HTML(f"<b>Train</b> {html.escape(model.name_or_path)} ({model.task}) on "
+            widgets.HTML(f"<b>Train</b> a model ({model.task}) on "
                          f"{len(train):,} rows of {html.escape(train.source)}"
                          + (f", evaluating on {len(eval):,}" if eval is not None else "")),
             form, widgets.HBox([self.start_btn, self.stop_btn, self.resume_btn]),
             widgets.HBox([self.progress, self.progress_text]), self.status, self.curves,
         ])
         self.widget.add_class("wb-train-panel")
+
+    @staticmethod
+    def _licence_html(name: str) -> str:
+        return f"<small>{html.escape(model_note(name))}</small>"
 
     # ------------------------------------------------------------------ actions
 
