@@ -370,3 +370,16 @@ def test_compare_models_compares_classifiers_with_the_probe_as_reference():
     assert r.comparison.reference == "frozen probe"
     assert r.comparison.metrics.loc["tuned", "accuracy"] == 1.0
     assert r.comparison.metrics.loc["frozen probe", "accuracy"] == pytest.approx(1 / 3)
+
+
+def test_pairs_add_differences_besides_those_against_the_reference(generators):
+    models, test = generators
+    cfg = CompareConfig(max_new_tokens=4, batch_size=4, max_examples=4, bootstrap_resamples=200, metrics=["rouge_l"])
+    c = compare_generators(test, {**models, "again": models["tuned"]}, "base", cfg, pairs=[("again", "tuned")])
+    d = c.differences.set_index(["metric", "model", "versus"])
+    assert {("again", "base"), ("tuned", "base"), ("again", "tuned")} == {k[1:] for k in d.index}
+    # The same weights scored twice: no difference at all, and the pair says so.
+    same = d.loc[("reference_nll", "again", "tuned")]
+    assert same.difference == 0 and same.ties == 4 and not same.significant
+    assert d.loc[("reference_nll", "again", "base")].difference == pytest.approx(
+        d.loc[("reference_nll", "tuned", "base")].difference)

@@ -282,3 +282,59 @@ def test_the_runs_table_reads_training_logs_and_reports_of_a_run(tmp_path):
     (run / "compare").mkdir()
     (run / "compare" / "report.html").write_text("<html></html>")
     assert run_report(run) == run / "compare" / "report.html"
+
+
+def test_continued_pretraining_holds_out_whole_documents_and_is_compared_with_the_base(base, tmp_path):
+    # model.name_or_path names a base and a pretrain section is set: the base is continued on the corpus (not
+    # rebuilt from scratch), every method fine-tunes both the base as it was and the continued one, and the
+    # comparison gets both bases, the four fine-tunes and the pairs that isolate the continued pretraining.
+    from dataclasses import replace
+
+    from workbench.compare import compare_generators
+    from workbench.notebook_runner import _step_plan
+    from workbench.pipeline import finetune, pretraining_corpus, pretraining_held_out
+
+    kb = ROOT / "datasets" / "it_support" / "kb"
+    cfg = from_dict(ExperimentConfig, spec(base, methods=["lora", "qlora"],
+                                           pretrain={"source": str(kb), "held_out": 0.25, "max_steps": 30,
+                                                     "learning_rate": 3e-3, "batch_size": 8, "max_length": 128}))
+    plan = _step_plan(cfg, tmp_path / "run")
+    labels = [label for _, label, _, _ in plan]
+    assert labels[:5] == ["pretrain", "data", "tokens", "finetune-lora", "finetune-qlora"]
+    assert labels[5:] == ["finetune-continued-lora", "finetune-continued-qlora", "compare"]
+    steps = {label: (extra, c) for _, label, extra, c in plan}
+    pre_cfg = steps["pretrain"][1]
+    assert pre_cfg.model.name_or_path == str(base) and pre_cfg.model.task == "pretraining"
+    assert steps["tokens"][0]["tokenizers"] == str(base)  # the base's own tokenizer, not a corpus BPE
+    assert steps["finetune-lora"][1].model.name_or_path == str(base)
+    assert steps["finetune-continued-lora"][1].model.name_or_path == str(tmp_path / "run" / "pretrain" / "model")
+    compare_extra = steps["compare"][0]
+    assert [m.split("=")[0] for m in compare_extra["models"].split(", ")] == [
+        "base", "continued", "lora", "qlora", "continued-lora", "continued-qlora"]
+    assert compare_extra["pairs"] == "continued-lora=lora, continued-qlora=qlora"
+
+    # Held out: whole documents (all sections of a file), none of them in the pretraining corpus.
+    trained, held = pretraining_corpus(pre_cfg), pretraining_held_out(cfg)
+    assert set(held.frame["path"]).isdisjoint(trained.frame["path"])
+    documents = len(list(kb.glob("*.md")))
+    assert held.frame["path"].nunique() == round(0.25 * documents)
+    assert trained.frame["path"].nunique() + held.frame["path"].nunique() == documents
+    assert pretraining_held_out(cfg).fingerprint() == held.fingerprint()  # the same documents every time
+
+    # The step continues the base (its tokenizer and weights) and lowers perplexity on the unseen documents.
+    pre_cfg = replace(pre_cfg, train=replace(pre_cfg.train, output_dir=str(tmp_path / "run" / "pretrain")))
+    result = finetune(pre_cfg)
+    assert result.status == "succeeded" and result.global_step == 30
+    corpus = held.frame["text"].tolist()
+    c = compare_generators(load_tickets(2), {"base": str(base), "continued": str(result.model_dir)}, "base",
+                           from_dict(ExperimentConfig, spec(base)).compare, corpus=corpus)
+    assert c.metrics.loc["continued", "corpus_perplexity"] < c.metrics.loc["base", "corpus_perplexity"] / 2
+    gain = c.differences[c.differences.metric == "corpus_nll"].iloc[0]
+    assert gain.model == "continued" and gain.ci_low > 0 and c.settings["corpus_texts"] == len(corpus)
+
+
+def load_tickets(n: int):
+    from workbench.data import load_dataset
+
+    ds = load_dataset(ROOT / "datasets" / "it_support" / "tickets.jsonl")
+    return ds.with_frame(ds.frame.head(n))

@@ -200,6 +200,23 @@ def test_train_panel_start_runs_in_a_thread_with_the_form_settings(tickets):
     assert not p.start_btn.disabled and p.stop_btn.disabled
 
 
+def test_train_panel_picks_the_base_and_shows_its_licence(tickets):
+    from workbench.config import ModelConfig, TrainConfig
+    from workbench.panels import TrainPanel
+
+    run, seen = _stub_run()
+    p = TrainPanel(tickets, None, ModelConfig(name_or_path="base", task="causal-lm"), TrainConfig(), run=run,
+                   plot_every=0)
+    assert "smollm2-135m-instruct" in p.base.options and "not a preset" in p.licence.value
+    p.base.value = "gemma3-270m"
+    assert "Gemma Terms of Use" in p.licence.value
+    p.base.value = "smollm2-135m-instruct"
+    assert "licence: Apache-2.0" in p.licence.value and "SmolLM2-135M-Instruct" in p.licence.value
+    p.start_btn.click()
+    p.wait()
+    assert seen["model"].name_or_path == "smollm2-135m-instruct"
+
+
 def test_train_panel_stop_mid_run_then_resume(tickets):
     import threading
 
@@ -362,6 +379,15 @@ def test_dashboard_chats_with_two_causal_lms_side_by_side(tmp_path):
     assert answers[0]["content"] != answers[1]["content"]               # two different models
     assert answers[0]["settings"] == {"max_new_tokens": 6, "do_sample": True, "temperature": 1.0, "top_p": 1.0,
                                       "seed": 0}
+    # Greedy with a repetition penalty: recorded with the answer, and said under it.
+    p.decoding.value, p.repetition_penalty.value = False, 1.3
+    p.chat_input.value = "And the printer?"
+    p.send_btn.click()
+    p.wait(120)
+    last = p.history[-1]
+    assert last["settings"] == {"max_new_tokens": 6, "do_sample": False, "temperature": None, "top_p": None,
+                                "seed": 0, "repetition_penalty": 1.3}
+    assert "greedy, repetition penalty 1.3, at most 6 new tokens" in p.chat_log.value
 
 
 def test_dashboard_takes_its_split_and_task_from_the_functions_it_is_given(tmp_path):

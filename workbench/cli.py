@@ -4,11 +4,20 @@
     workbench run EXPERIMENT.yaml        an experiment's notebooks into runs/<name>/<run-id>/
     workbench rerun | sweep | runs       repeat a run, run a grid, list and compare runs
     workbench export RUN [--gguf f16]    merged safetensors (and GGUF) of a fine-tune, checked on fixed prompts
+    workbench models                     the preset models, what they are and their licences
     workbench data report SOURCE         load, validate, duplicates, personal data, splits
     workbench data validate SOURCE       problems only; exit 1 when there are errors
     workbench data split SOURCE --out D  write reproducible splits with fingerprints
 
-Bad data ends in a list of problems (file, line, field, fix) and exit code 2, never a traceback.
+Bad data ends in a list of problems (file, line, field, fix), never a traceback.
+
+Exit codes:
+    0    done
+    1    it ran and the outcome is a failure: data validate found errors (or no readable data),
+         a run, rerun or training failed, an export failed its check, a sweep had a failed point
+    2    it could not start: a usage error (argparse's convention), or a bad config, option, data
+         source or run folder, said in one message naming the file, line, field and fix
+    130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from .export import GGUF_TYPES, ExportCheckFailed, ExportError, export_model
 from .metrics import degeneracy_note, format_p
 from .notebook_runner import run_experiment
 from .pipeline import finetune
+from .presets import LICENCES, SUMMARIES, model_note
 from .repeat import rerun, sweep
 from .run_folders import RunFailed
 from .runs_table import compare_runs, list_runs
@@ -43,26 +53,33 @@ DEMO_DATASETS = (
 )
 
 
+#: The exit codes, as the module docstring (and README.md) list them; ``workbench --help`` ends with them.
+EXIT_CODES = __doc__[__doc__.index("Exit codes:"):].rstrip()
+
 #: The DataConfig fields the data commands take as options (help: the fields' docstrings).
-LOAD_FIELDS = ("source", "format", "columns", "split", "reader", "encoding")
-SPLIT_FIELDS = ("test", "validation", "seed", "stratify", "pii_allow")
+LOAD_FIELDS = ("source", "format", "columns", "split", "reader", "encoding", "header", "delimiter", "quotechar",
+               "field")
+SPLIT_FIELDS = ("test", "validation", "seed", "stratify", "pii_allow", "eval_split", "keep_overlap")
 
 
 def _add_load_args(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, DataConfig, LOAD_FIELDS, positional=("source",))
-    p.add_argument("--field", help="JSON: the key holding the records (dotted for nested)")
 
 
 def cmd_report(args) -> int:
     cfg = config_from_args(DataConfig, args, LOAD_FIELDS + SPLIT_FIELDS)
-    report = data_report(cfg.source, **cfg.report_kwargs(), field=args.field, out_dir=args.out)
+    report = data_report(cfg.source, **cfg.report_kwargs(), out_dir=args.out)
     print(report.to_text())
     return 0
 
 
 def cmd_validate(args) -> int:
     cfg = config_from_args(DataConfig, args, LOAD_FIELDS)
-    ds = load_dataset(cfg.source, **cfg.load_kwargs(), field=args.field)
+    try:
+        ds = load_dataset(cfg.source, **cfg.load_kwargs())
+    except DatasetError as e:  # nothing valid to load is a validation result too: exit 1, as for errors
+        print(f"workbench: {e}", file=sys.stderr)
+        return 1
     rep = ds.report
     print(f"{ds.source}: {ds.format}, {rep.rows_read} records read, {rep.rows_kept} valid")
     for p in rep.problems[: args.limit]:
@@ -164,6 +181,8 @@ def cmd_run(args) -> int:
         print(f"workbench: {args.config}: {e}", file=sys.stderr)
         return 2
     echo = None if args.quiet else (lambda msg: print(msg, flush=True))
+    if echo:
+        echo(f"model {model_note(cfg.model.name_or_path)}")
     try:
         record = run_experiment(cfg, args.runs, timeout=args.cell_timeout, echo=echo, progress=not args.quiet)
     except RunFailed as e:
@@ -172,6 +191,13 @@ def cmd_run(args) -> int:
         return 1
     print(f"succeeded in {record.seconds:.0f} s; run folder {record.run_dir}")
     print("\n".join(_headline(record.metrics, record.run_dir)))
+    return 0
+
+
+def cmd_models(args) -> int:
+    for name in LICENCES:
+        print(f"{name}\n    {SUMMARIES[name]}\n    licence: {LICENCES[name]}")
+    print("Any other model.name_or_path (a folder, a .gguf file, a hub id) carries the licence on its model card.")
     return 0
 
 
@@ -199,13 +225,7 @@ def cmd_runs(args) -> int:
         if len(args.runs_to_compare) != 2:
             print("workbench: runs compare takes two run folders", file=sys.stderr)
             return 2
-        config, metrics = compare_runs(*args.runs_to_compare)
-        print("config differences:" if config else "config: identical")
-        for k, a, b in config:
-            print(f"  {k}: {a} -> {b}")
-        print("metric differences:" if metrics else "metrics: identical")
-        for k, a, b, d in metrics:
-            print(f"  {k}: {a:.4g} -> {b:.4g} ({d:+.4g})")
+        print("\n".join(compare_runs(*args.runs_to_compare).lines()))
         return 0
     table = list_runs(args.runs)
     if table.empty:
@@ -234,7 +254,8 @@ def cmd_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0],
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the main job: MiniLM fine-tuned on banking77 vs the frozen-encoder baseline")
@@ -286,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--min-agreement", type=float, default=None,
                     help="share of greedy tokens that must agree (default: 0.99, 0.85 for q8_0)")
     ex.set_defaults(func=cmd_export)
+
+    models = sub.add_parser("models", help="the preset models (model.name_or_path), what they are, their licences")
+    models.set_defaults(func=cmd_models)
 
     data = sub.add_parser("data", help="dataset commands").add_subparsers(dest="data_command", required=True)
     rep = data.add_parser("report", help="load, validate, find duplicates and personal data, split")

@@ -343,32 +343,58 @@ class DataConfig:
     columns: dict[str, str] = field(default_factory=dict)
     """Canonical field to source column, e.g. ``{text: utterance, label: intent}``; empty to detect."""
     split: str | None = None
-    """Which split of a folder or saved dataset (default: train)."""
+    """Which split of a folder, a saved dataset or a JSON object of splits (default: train)."""
     eval_split: str | None = None
-    """A separate split of the same source used as the test set (e.g. ``test``); None to carve one out."""
+    """A separate split of the same source used as the test set (e.g. ``test``); None for the source's own
+    test split if it has one, else one carved out of train. A validation split the source has (``val``,
+    ``dev`` ...) is used as validation either way."""
     strict: bool = False
     """Raise on any bad row (True) or drop bad rows and report them (False)."""
     dedupe: bool = True
-    """Drop exact and normalised duplicates."""
+    """Drop exact and normalised duplicates from the training data."""
+    keep_overlap: bool = False
+    """Keep repeats in a provided validation or test split: its duplicates, and rows whose prompt is also in
+    train (or, for test, in validation), exactly or after normalisation. Reported either way; dropped by
+    default, so scores measure unseen prompts."""
     redact_pii: bool = True
     """Replace personal data with tags before training."""
     validation: float = 0.1
-    """Share of rows held out for validation."""
+    """Share of rows held out for validation (unused when the source provides a validation split)."""
     test: float = 0.1
-    """Share of rows held out for testing (0 when ``eval_split`` names one)."""
+    """Share of rows held out for testing (unused when the source provides a test split or ``eval_split``
+    names one)."""
     seed: int = 42
     """Seed of the split."""
     stratify: str | None = "auto"
     """``auto`` (by label for classification), a column name, or None."""
     reader: str | None = None
-    """Force a reader (``csv``, ``json``, ``jsonl``, ``parquet``, ``text``) when the file extension is wrong
-    or missing; None to go by the extension."""
+    """Force a reader (``csv``, ``tsv``, ``json``, ``jsonl``, ``parquet``, ``text``) when the file extension is
+    wrong; None to go by the extension (a file without one is sniffed)."""
     encoding: str = "utf-8"
-    """Text encoding of the files."""
-    pii_allow: list[str] = field(default_factory=list)
+    """Text encoding of the files (e.g. ``latin-1``, ``cp1252``)."""
+    header: bool | str = "auto"
+    """Whether CSV/TSV files start with a header row: ``true``, ``false``, or ``auto``, which reads a first
+    row that looks like a record (a sentence or number like the values below it, or a value repeated below
+    it) as one, with a warning. Columns without a header are ``column_1``, ``column_2``, ... (named
+    ``text``/``label`` by their contents when ``columns`` is empty)."""
+    delimiter: str | None = None
+    """CSV field separator (``;``, ``|``, ``\\t`` or ``tab``); None to sniff it from the first records."""
+    quotechar: str | None = None
+    """CSV quote character; None for the double quote."""
+    field: str | None = None
+    """JSON/JSONL: the key holding the records (dotted for nested keys), in the document or in each line."""
+    # ``field`` above shadows dataclasses.field in this class body: write dataclasses.field below it.
+    pii_allow: list[str] = dataclasses.field(default_factory=list)
     """Values that are not personal data and stay unredacted (role mailboxes such as ``security@example.com``)."""
+    max_train_rows: int = 0
+    """Train on the first N rows of the train split after shuffling it with ``seed`` (a quick trial on a
+    subset); 0 for all rows. Validation and test splits stay whole."""
 
     def __post_init__(self):
+        if str(self.header).lower() not in ("true", "false", "auto"):
+            raise ConfigError(f"header must be true, false or auto, got {self.header!r}")
+        if self.max_train_rows < 0:
+            raise ConfigError(f"max_train_rows must be 0 (all rows) or a number of rows, got {self.max_train_rows}")
         for name in ("validation", "test"):
             v = getattr(self, name)
             if not 0 <= v < 1:
@@ -379,11 +405,13 @@ class DataConfig:
     def load_kwargs(self) -> dict:
         """What ``load_dataset(self.source, ...)`` takes."""
         return {"format": self.format, "columns": self.columns or None, "split": self.split, "strict": self.strict,
-                "reader": self.reader, "encoding": self.encoding}
+                "reader": self.reader, "encoding": self.encoding, "header": self.header,
+                "delimiter": self.delimiter, "quotechar": self.quotechar, "field": self.field}
 
     def report_kwargs(self) -> dict:
         """What ``data_report(self.source, ...)`` takes: loading, cleaning and splitting."""
-        return {**self.load_kwargs(), "dedupe": self.dedupe, "redact": self.redact_pii, "test": self.test,
+        return {**self.load_kwargs(), "eval_split": self.eval_split, "dedupe": self.dedupe,
+                "keep_overlap": self.keep_overlap, "redact": self.redact_pii, "test": self.test,
                 "validation": self.validation, "seed": self.seed, "stratify": self.stratify,
                 "pii_allow": tuple(self.pii_allow)}
 
@@ -562,6 +590,9 @@ class CompareConfig:
     """Sampling temperature (with ``do_sample``)."""
     top_p: float = 0.9
     """Nucleus sampling mass (with ``do_sample``)."""
+    repetition_penalty: float = 1.0
+    """Divides the scores of tokens already in the prompt or answer (1.0 for none; 1.1 to 1.3 curbs the loops
+    small fine-tuned models fall into)."""
     seed: int = 0
     """Seed of sampling and of the bootstrap."""
     batch_size: int = 16
@@ -574,6 +605,15 @@ class CompareConfig:
     """Resamples of the paired bootstrap."""
     confidence: float = 0.95
     """Confidence level of the intervals."""
+    verdict_metric: Literal["auto", "accuracy", "macro_f1"] = "auto"
+    """Classification: the metric the verdict (better, worse, no significant difference) is about. ``auto``
+    picks macro_f1 when the test labels are imbalanced (the largest class has more than 3 times the examples
+    of the smallest, see ``metrics.IMBALANCE_RATIO``) and accuracy otherwise; the report says which and why."""
+    out_of_scope: str = ""
+    """Classification: the label of out-of-scope inputs (e.g. ``oos``); empty for none. When set, each model
+    with class probabilities rejects as out-of-scope what it is unsure of: a threshold on its top class
+    probability, fitted on the validation split (``metrics.fit_rejection_threshold``), on top of the label
+    when it is also a trained class; reports add in-scope accuracy and out-of-scope recall and precision."""
 
     def __post_init__(self):
         for name in self.metrics:  # the per-example metrics of workbench.metrics score generations
@@ -586,17 +626,24 @@ class CompareConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Pretrain a small base model from scratch before fine-tuning (the offline generative demo)."""
+    """Pretrain before fine-tuning: a small model from scratch on the corpus, or, when ``model.name_or_path``
+    names a base, that base continued on the corpus (domain-adaptive pretraining)."""
 
     source: str = ""
     """The corpus: documents (Markdown, PDF, HTML...), a text file or a corpus dataset; empty for no pretraining."""
     text_column: str = ""
     """The column holding the text when ``source`` is a table (CSV, JSON, JSONL, Parquet) whose text column
     is not named like text (``text``, ``content``, ``body``...); empty to detect it."""
+    held_out: float = 0.0
+    """Share of the corpus's documents (rows, for a table without a ``path`` column) kept out of pretraining;
+    the comparison reports every model's perplexity on them, with paired-bootstrap intervals. 0 for none."""
+    finetune_plain: bool = True
+    """When continuing a named base: also fine-tune that base as it was, so the comparison shows what the
+    continued pretraining added."""
     preset: Literal["tiny", "small"] = "small"
-    """Model size (see workbench.presets)."""
+    """From scratch: the model size (see workbench.presets)."""
     vocab_size: int = 2000
-    """Size of the byte-level BPE trained on the corpus."""
+    """From scratch: the size of the byte-level BPE trained on the corpus."""
     epochs: float = 20.0
     """Passes over the corpus."""
     max_steps: int = -1
@@ -607,6 +654,10 @@ class PretrainConfig:
     """Packed rows per batch."""
     max_length: int = 256
     """Tokens per packed row."""
+
+    def __post_init__(self):
+        if not 0 <= self.held_out < 1:
+            raise ConfigError(f"pretrain.held_out must be a share in [0, 1), got {self.held_out}")
 
 
 @dataclass(frozen=True)
@@ -634,7 +685,7 @@ class ExperimentConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
     """How the trained models are compared on the test split."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    """Pretraining a small base model from scratch first; off unless ``pretrain.source`` is set."""
+    """Pretraining first (from scratch, or continuing ``model.name_or_path``); off unless ``pretrain.source`` is set."""
     notebooks: list[str] = field(default_factory=lambda: ["01_explore_dataset.ipynb", "02_tokenization.ipynb",
                                                           "03_finetune.ipynb", "04_compare.ipynb"])
     """Notebooks papermill runs, in order; names in notebooks/ or paths."""

@@ -21,11 +21,13 @@ from pathlib import Path
 
 from .config import ConfigError, ExperimentConfig, dump_yaml, section_names
 from .files import atomic_write_text
-from .pipeline import experiment_splits
+from .pipeline import corpus_section, experiment_splits
 from .progress import LogTail, TerminalProgress
 from .run_folders import (
+    INTERRUPTED,
     RunFailed,
     RunRecord,
+    close_status,
     collect_metrics,
     manifest,
     new_run_dir,
@@ -160,43 +162,52 @@ def _reason(exc: BaseException, notebook: Path) -> str:
 
 def _step_plan(cfg: ExperimentConfig, run_dir: Path) -> list[tuple[str, str, dict, ExperimentConfig]]:
     """(notebook, label, extra parameters, config) for each notebook execution."""
+    cfg = absolute_paths(cfg)  # model folders handed to notebooks as parameters too (tokens, compare)
     plan = []
-    model_path = cfg.model.name_or_path
+    base = cfg.model.name_or_path
+    model_path = base
+    models = {}
     if cfg.pretrain.source:
         pre = cfg.pretrain
-        # The pretraining step reads pre.source as running text; its data section is made here, so a table's
-        # text column comes from the pretrain section (pipeline.finetune words its errors in those terms).
-        columns = {"text": pre.text_column} if pre.text_column else {}
-        pre_cfg = replace(cfg, data=replace(cfg.data, source=pre.source, format="corpus", columns=columns, split=None,
-                                            eval_split=None, validation=0.0, test=0.0, stratify=None),
-                          model=replace(cfg.model, name_or_path="", task="pretraining", method="full"),
+        # The pretraining step reads pre.source as running text (pipeline.corpus_section): from scratch, or
+        # continuing the named base; pipeline.finetune words a table's errors in the pretrain section's terms.
+        pre_cfg = replace(cfg, data=corpus_section(cfg),
+                          model=replace(cfg.model, name_or_path=base, task="pretraining", method="full"),
                           train=replace(cfg.train, epochs=pre.epochs, max_steps=pre.max_steps,
                                         learning_rate=pre.learning_rate, batch_size=pre.batch_size,
                                         max_length=pre.max_length, packing=True, save_steps=0))
         plan.append(("03_finetune.ipynb", "pretrain", {"output_dir": str(run_dir / "pretrain"), "train_now": True,
                                                        "eval_split": "", "test": 0.0, "validation": 0.0}, pre_cfg))
         model_path = str(run_dir / "pretrain" / "model")
-    models = {}
-    if cfg.pretrain.source or get_task(cfg.model.task).compares_base:  # generators are judged against their base
+    bases = {"": model_path}  # prefix of the fine-tunes' names -> the base they start from
+    if cfg.pretrain.source and base:  # continued: the base as it was, then the base continued on the corpus
+        models["base"] = base
+        models["continued"] = model_path
+        bases = {"": base, "continued-": model_path} if cfg.pretrain.finetune_plain else {"continued-": model_path}
+    elif cfg.pretrain.source or get_task(cfg.model.task).compares_base:  # generators are judged against their base
         models["base"] = model_path
     for name in cfg.notebooks:
         stem = Path(name).stem
         if stem.startswith("03_finetune"):
-            for method in cfg.method_list():
-                step_cfg = replace(cfg, model=replace(cfg.model, name_or_path=model_path, method=method))
-                out = run_dir / f"train-{method}"
-                plan.append((name, f"finetune-{method}", {"output_dir": str(out), "train_now": True}, step_cfg))
-                models[method] = str(out / "model")
+            for prefix, start in bases.items():
+                for method in cfg.method_list():
+                    step_cfg = replace(cfg, model=replace(cfg.model, name_or_path=start, method=method))
+                    out = run_dir / f"train-{prefix}{method}"
+                    plan.append((name, f"finetune-{prefix}{method}", {"output_dir": str(out), "train_now": True},
+                                 step_cfg))
+                    models[f"{prefix}{method}"] = str(out / "model")
         elif stem.startswith("04_compare"):
+            # A fine-tune of the continued base is also compared with the same fine-tune of the base as it was.
+            pairs = [f"{prefix}{m}={m}" for prefix in bases if prefix and "" in bases for m in cfg.method_list()]
             plan.append((name, "compare", {"models": ", ".join(f"{k}={v}" for k, v in models.items()),
-                                           "reference": "" , "report_dir": str(run_dir / "compare"),
-                                           "probe": True}, cfg))
+                                           "reference": "", "pairs": ", ".join(pairs),
+                                           "report_dir": str(run_dir / "compare"), "probe": True}, cfg))
         elif stem.startswith("01_explore"):
             plan.append((name, "data", {"out_dir": ""}, cfg))  # the runner writes the splits itself
         elif stem.startswith("02_tokenization"):
             # A base pretrained in this run has no tokenizer until its step has run: measure with the
             # knowledge-base BPE it is trained like.
-            tok = "kb-bpe" if cfg.pretrain.source else model_path
+            tok = "kb-bpe" if cfg.pretrain.source and not base else base
             plan.append((name, "tokens", {"tokenizers": tok, "sample": cfg.tokens.sample or 0}, cfg))
         else:
             plan.append((name, stem, {}, cfg))
@@ -218,6 +229,7 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
 
     Raises:
         RunFailed: a cell failed or the kernel died; the run folder keeps the executed notebook.
+        KeyboardInterrupt: Ctrl-C, after the run's status (and a training step's own) says ``interrupted``.
     """
     start = time.time()
     # Absolute: notebooks run in notebooks/, and every path handed to them derives from this one.
@@ -253,8 +265,11 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
         try:
             _execute(path, out, params, timeout)
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised as RunFailed
-            reason = _reason(e, out)
-            write_status(run_dir, "failed", start, reason, finished=time.time(), step=f"{i}/{len(plan)} {label}")
+            status, reason = ("interrupted", INTERRUPTED) if isinstance(e, KeyboardInterrupt) else ("failed",
+                                                                                                   _reason(e, out))
+            write_status(run_dir, status, start, reason, finished=time.time(), step=f"{i}/{len(plan)} {label}")
+            if extra.get("output_dir"):  # a kernel shut down mid-training leaves its folder saying running
+                close_status(Path(extra["output_dir"]), status, reason)
             if isinstance(e, KeyboardInterrupt):
                 raise
             raise RunFailed(run_dir, reason) from None

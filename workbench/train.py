@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from typing import Callable
 from . import plots, presets
 from .config import LoraConfig, ModelConfig, QuantConfig, TokenConfig, TrainConfig, dump_yaml
 from .data.dataset import LoadedDataset
-from .devices import use_threads
+from .devices import thread_warning, use_threads
 from .errors import TrainingError
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .methods import get_method
@@ -242,6 +243,9 @@ def run_training(
     except TrainingError as e:
         write_status(run_dir, "failed", str(e))
         raise
+    except KeyboardInterrupt:
+        write_status(run_dir, "interrupted", "interrupted by the user (Ctrl-C)")  # run_folders.INTERRUPTED
+        raise
     except Exception as e:
         write_status(run_dir, "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         raise
@@ -256,6 +260,8 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
     task, method = get_task(model_cfg.task), get_method(model_cfg.method)
     train_cfg = replace(train_cfg, **task.train_overrides)
     threads = use_threads(train_cfg.num_threads)  # 0: from the machine's load, not a constant
+    if (busy := thread_warning(train_cfg.num_threads)):  # an explicit count above the cores free now
+        print(f"WARNING: {busy}", file=sys.stderr, flush=True)
     set_seed(train_cfg.seed)
     if (problem := task.data_problem(train)):
         raise TrainingError(problem)
@@ -269,7 +275,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
 
     loaded = load_model(model_cfg, quant_cfg, lora_cfg, labels, tokenizer, train_cfg.label_smoothing)
     tok = loaded.tokenizer
-    warnings = check_masking(train, tok, train_cfg) if task.masks_labels else []
+    warnings = ([busy] if busy else []) + (check_masking(train, tok, train_cfg) if task.masks_labels else [])
     train_ds = task.batches(train, tok, train_cfg, labels)
     eval_ds = task.batches(eval, tok, train_cfg, labels, evaluation=True) if eval is not None else None
     collator = task.collator(tok, train_cfg)
@@ -372,13 +378,15 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
 
 def pretrain(corpus: LoadedDataset, out_dir: str | Path, train_cfg: TrainConfig, vocab_size: int = 2000,
              preset: str = "small", stop: threading.Event | None = None,
-             on_log: Callable[[dict], None] | None = None, base: str | None = None) -> TrainResult:
+             on_log: Callable[[dict], None] | None = None, base: str | None = None,
+             model: ModelConfig | None = None) -> TrainResult:
     """Pretrain a causal LM on a text corpus (the ``pretraining`` task): from scratch, or continued.
 
     From scratch (``base`` None): trains a byte-level BPE tokenizer on the corpus, builds the
     preset model with random weights into ``out_dir/base``. Continued: starts from ``base`` (a
     folder, hub id or preset). Either way the model trains on packed text, every token, and
-    ``out_dir/model`` is a base for fine-tuning.
+    ``out_dir/model`` is a base for fine-tuning. ``model``'s other settings (dtype, revision,
+    ``trust_remote_code``...) apply; its name, task and method are the pretraining's.
     """
     if (problem := get_task("pretraining").data_problem(corpus)):
         raise TrainingError(problem)
@@ -391,7 +399,8 @@ def pretrain(corpus: LoadedDataset, out_dir: str | Path, train_cfg: TrainConfig,
                                                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
                                     tok, base, seed=train_cfg.seed)
     cfg = replace(train_cfg, output_dir=str(out))
-    return run_training(corpus, None, ModelConfig(name_or_path=base, task="pretraining", method="full"), cfg,
+    model_cfg = replace(model or ModelConfig(), name_or_path=base, task="pretraining", method="full")
+    return run_training(corpus, None, model_cfg, cfg,
                         stop=stop, on_log=on_log)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..compare import (ModelSet, compare_classifiers, compare_generators, decoding_settings, degenerate_warnings,
                        disagreement, generate, generate_stream, load_generator, per_class_table,
-                       prompts_and_references, top_labels)
+                       prompts_and_references, shown_differences, top_labels)
 from ..config import CompareConfig, TokenConfig
 from ..data.dataset import LoadedDataset
 from ..templates import generation_prompt
@@ -60,7 +60,9 @@ def _decoding_words(settings: dict) -> str:
     """``decoding_settings`` as a few words for an answer's footer."""
     how = (f"sampling, temperature {settings['temperature']:g}, top-p {settings['top_p']:g}"
            if settings["do_sample"] else "greedy")
-    return f"{how}, at most {settings['max_new_tokens']} new tokens"
+    penalty = (f", repetition penalty {settings['repetition_penalty']:g}" if settings.get("repetition_penalty")
+               else "")
+    return f"{how}{penalty}, at most {settings['max_new_tokens']} new tokens"
 
 
 class ComparePanel(Panel):
@@ -114,8 +116,13 @@ class ComparePanel(Panel):
         self.max_new_tokens = form_field(widgets.BoundedIntText, CompareConfig, "max_new_tokens", cfg.max_new_tokens,
                                          label="max new tokens", min=1, max=8192, layout=widgets.Layout(width="230px"),
                                          style={"description_width": "initial"})
+        self.repetition_penalty = form_field(widgets.BoundedFloatText, CompareConfig, "repetition_penalty",
+                                             cfg.repetition_penalty, label="repetition penalty", min=1.0, max=3.0,
+                                             step=0.05, layout=widgets.Layout(width="230px"),
+                                             style={"description_width": "initial"})
         self.form = {(CompareConfig, "do_sample"): self.decoding, (CompareConfig, "temperature"): self.temperature,
-                     (CompareConfig, "top_p"): self.top_p, (CompareConfig, "max_new_tokens"): self.max_new_tokens}
+                     (CompareConfig, "top_p"): self.top_p, (CompareConfig, "max_new_tokens"): self.max_new_tokens,
+                     (CompareConfig, "repetition_penalty"): self.repetition_penalty}
         self.decoding.observe(lambda _: self._sampling_fields(), "value")
         self._sampling_fields()
         self.chat_log = widgets.HTML()
@@ -126,7 +133,8 @@ class ComparePanel(Panel):
         self.chat_status = widgets.HTML()
         for w, css in [(self.chat_pick, "wb-chat-pick"), (self.decoding, "wb-chat-decoding"),
                        (self.temperature, "wb-chat-temperature"), (self.top_p, "wb-chat-top-p"),
-                       (self.max_new_tokens, "wb-chat-max-new-tokens"), (self.chat_log, "wb-chat-log"),
+                       (self.max_new_tokens, "wb-chat-max-new-tokens"),
+                       (self.repetition_penalty, "wb-chat-repetition-penalty"), (self.chat_log, "wb-chat-log"),
                        (self.chat_input, "wb-chat-input"), (self.send_btn, "wb-send"), (self.stop_btn, "wb-chat-stop"),
                        (self.clear_btn, "wb-chat-clear"), (self.chat_status, "wb-chat-status")]:
             w.add_class(css)
@@ -142,7 +150,8 @@ class ComparePanel(Panel):
                                    widgets.HBox([self.sample_btn, self.generate_btn, self.status]),
                                    self.reference, self.columns])
         metrics_tab = widgets.VBox([self.metrics_btn, self.metrics_html])
-        settings = widgets.VBox([self.decoding, widgets.HBox([self.temperature, self.top_p, self.max_new_tokens])])
+        settings = widgets.VBox([self.decoding, widgets.HBox([self.temperature, self.top_p, self.max_new_tokens,
+                                                              self.repetition_penalty])])
         chat_tab = widgets.VBox([widgets.HBox([self.chat_pick, settings]), self.chat_log,
                                  widgets.HBox([self.chat_input, self.send_btn, self.stop_btn, self.clear_btn]),
                                  self.chat_status])
@@ -226,7 +235,7 @@ class ComparePanel(Panel):
                 self.metrics_html.value = (warnings + c.metrics[cols].round(4).to_html()
                                            + f"<h4>Against {html.escape(c.reference)} (paired bootstrap, "
                                            f"{self.cfg.confidence:.0%} interval)</h4>"
-                                           + c.differences.round(4).to_html(index=False))
+                                           + shown_differences(c).round(4).to_html(index=False))
                 top = disagreement(c).head(20)
                 keep = ["where", "prompt", "reference"] + [x for x in top.columns if x.startswith("output:")] + ["spread"]
                 self.examples_html.value = top[keep].to_html(index=False, classes="wb-disagreements")
@@ -437,7 +446,7 @@ class ClassifierComparePanel(Panel):
                     c.metrics[["accuracy", "accuracy_low", "accuracy_high", "macro_f1", "examples_per_s"]]
                     .round(4).to_html()
                     + f"<h4>Against {html.escape(c.reference)} (paired bootstrap, {self.cfg.confidence:.0%} interval)"
-                    "</h4>" + c.differences.round(4).to_html(index=False)
+                    "</h4>" + shown_differences(c).round(4).to_html(index=False)
                     + "<h4>Classes that changed most (F1)</h4>"
                     + pd.concat([per_class.head(5), per_class.tail(5)]).round(3).to_html())
                 preds = [f"pred:{n}" for n in names]

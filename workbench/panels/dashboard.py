@@ -82,7 +82,8 @@ class Dashboard(Panel):
                              f"{len(ds.report.problems)} problems")
         self.dataset_panel = DatasetPanel(ds)
         toks = {name: (lambda n=name: resolve_tokenizer(n)) for name in self.tokenizers}
-        self.token_panel = TokenPanel(ds, toks, TokenConfig(max_length=self.train_cfg.max_length, sample=5000))
+        self.token_panel = TokenPanel(ds, toks, TokenConfig(max_length=self.train_cfg.max_length, sample=5000),
+                                      train_rows=len(splits["train"]))
         self.train_panel = TrainPanel(splits["train"], splits.parts.get("validation"),
                                       replace(self.model, task=self._task(ds).name), self.train_cfg,
                                       run_dirs=self._new_run_dir)
