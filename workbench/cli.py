@@ -159,9 +159,9 @@ def _headline(metrics: dict, run_dir: Path | None = None) -> list[str]:
         if note := degeneracy_note(values, values.get("examples")):
             lines.append(f"      WARNING: {note}; read the answers before trusting these figures")
     for d in metrics.get("differences", []):
-        if d["metric"] not in ("accuracy", "rouge_l", "reference_nll"):
-            continue
-        scale, unit = (100, " pp") if d["metric"] == "accuracy" else (1, "")
+        if d["metric"] not in ("accuracy", "macro_f1", "rouge_l", "reference_nll"):
+            continue  # macro-F1 too: on imbalanced labels the report's verdict is about it
+        scale, unit = (100, " pp") if d["metric"] in ("accuracy", "macro_f1") else (1, "")
         verdict = "a real gain" if d.get("significant") and d["difference"] > 0 else (
             "a real loss" if d.get("significant") else "not significant at this level")
         lines.append(f"  {d['model']} vs {d['versus']} on {d['metric']}: {scale * d['difference']:+.2f}{unit} "
