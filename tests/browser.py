@@ -104,7 +104,7 @@ def assert_clean(page, screenshot: str, full_page: bool = True) -> None:
     """Save a screenshot of ``page``, then check it shows no widget error and raised no page error."""
     page.screenshot(path=screenshot, full_page=full_page)
     assert page.locator(".jupyter-widgets-error-widget").count() == 0
-    assert page.errors == []
+    assert page.errors == [], f"page errors: {page.errors}"
 
 
 @contextlib.contextmanager
