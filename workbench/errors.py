@@ -7,12 +7,17 @@ field) lives with the data layer in ``workbench.data.problems``.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Iterable
 
 
 class ConfigError(ValueError):
     """A configuration value or key that is not allowed; the message says what is."""
+
+
+class Cancelled(Exception):
+    """Work the user cancelled (a Cancel button's event); nothing half-done is reported as a result."""
 
 
 class ModelNotFoundError(ConfigError):
@@ -47,3 +52,27 @@ class TrainingError(RuntimeError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"TrainingError: {self}"]
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for an ``OSError`` the user can act on (a full disk, no permission, a missing path), with the fix.
+
+    The command line prints this instead of a traceback; the file comes first, as in data problems.
+    """
+    where = error.filename or ""
+    if error.filename2:
+        where = f"{where} -> {error.filename2}"
+    what = error.strerror or str(error) or type(error).__name__
+    fixes = {
+        errno.ENOSPC: "The disk is full: free space there (`df -h` shows which disk), or write to another "
+                      "folder, then run the command again.",
+        errno.EDQUOT: "Your disk quota is used up: free space, or write to another folder, then run it again.",
+        errno.EACCES: "You lack permission: give your user access (`ls -l` shows the owner and mode; `chmod u+rw` "
+                      "on a file, `chmod u+rwx` on a folder), or use another path.",
+        errno.EPERM: "The operation is not permitted there: use a folder you own.",
+        errno.EROFS: "That file system is read-only: write to another folder.",
+        errno.ENOENT: "Check the path (a folder in it may be missing).",
+        errno.EIO: "The disk reported an I/O error: check the drive or network share, then run it again.",
+    }
+    fix = fixes.get(error.errno, "Check the path and the disk, then run the command again.")
+    return f"{where + ': ' if where else ''}{what} (errno {error.errno}). Fix: {fix}"

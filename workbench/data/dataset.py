@@ -179,3 +179,28 @@ def rare_label_problems(ds: LoadedDataset, column: str | None = "auto", minimum:
                 fix="Add examples of it, merge it into a related label, or drop it (split_dataset(..., rare='drop')).",
             ))
     return out
+
+
+def single_class_problems(ds: LoadedDataset) -> list[Problem]:
+    """A warning when every record of a labelled dataset has the same label: a classifier learns nothing from it.
+
+    Such a set scores accuracy 1.0 by always answering that one label; it usually means the label
+    column is the wrong one, or a filter kept one class.
+    """
+    col = ds.spec.label_field
+    if col is None or not len(ds.frame):
+        return []
+    labels = Counter(ds.frame[col].tolist())
+    if len(labels) != 1:
+        return []
+    (only, n), = labels.items()
+    line = ds.frame["_line"].iat[0]
+    source_column = ds.columns.get(col, col)
+    return [Problem(
+        kind="single_class", severity="warning", field=col, file=ds.frame["_file"].iat[0],
+        line=None if line is None or pd.isna(line) else int(line), row=0,
+        message=(f"every one of the {n} records has the label {only!r}: a classifier needs at least two classes, "
+                 f"and this one would score accuracy 1.0 by always answering {only!r}."),
+        fix=(f"Add records of the other classes, or check that the label column is right (it is "
+             f"'{source_column}'; columns= chooses another)."),
+    )]

@@ -21,9 +21,15 @@ classification     text, label                           sentence/label, utteran
 corpus             text                                  raw documents, one text per row
 ================== ===================================== ===========================
 
+Labels follow one rule (``normalize_label``): whole numbers are one class however written (``1``,
+``1.0``, ``"1"`` and ``"1.0"`` are the integer 1), booleans are the class names ``"true"`` and
+``"false"`` (so are the strings ``"True"``/``"FALSE"``), and other strings are their stripped text.
+The loader notes in the report how many labels it rewrote this way.
+
 Detection looks at column names (case-insensitive aliases below). When two formats match
 on different columns it refuses to guess and says how to choose (``format=`` or
-``columns=``). Extra columns are kept as metadata (a ``category`` beside prompt/completion,
+``columns=``); so it does when two columns differ only in case or spaces (``text`` and
+``Text ``). Extra columns are kept as metadata (a ``category`` beside prompt/completion,
 an ``id``).
 """
 
@@ -32,9 +38,11 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import numpy as np
 import pandas as pd
 
 from ..registry import Registry
@@ -69,6 +77,26 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
+#: Characters that show nothing: zero-width spaces and joiners, the word joiner, a byte order mark, a soft
+#: hyphen, direction marks. A field of only these (and whitespace) is empty, however long it is.
+INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only whitespace and ``INVISIBLE`` characters."""
+    stripped = text.strip()
+    # Text starting with a visible character is not blank: the common case costs no more than strip().
+    return not stripped or (INVISIBLE.match(stripped) is not None and not INVISIBLE.sub("", stripped).strip())
+
+
+def _blank_issue(text: str, what: str, fix: str) -> tuple[str, str, str]:
+    """The ``empty_field`` issue for a blank ``text``, saying when it holds invisible characters."""
+    if text.strip():
+        return ("empty_field", f"{what} holds only invisible characters ({len(text)} of them: zero-width spaces, "
+                               "joiners or marks), so it is empty.", fix)
+    return "empty_field", f"{what} is empty.", fix
+
+
 def _check_text(value, name: str) -> tuple[str | None, tuple[str, str, str] | None]:
     """Return (clean value, None) or (None, (kind, message, fix))."""
     if _is_missing(value):
@@ -77,26 +105,71 @@ def _check_text(value, name: str) -> tuple[str | None, tuple[str, str, str] | No
     if not isinstance(value, str):
         return None, ("wrong_type", f"'{name}' should be text but is {_type_name(value)} ({_short(value)}).",
                       f"Write '{name}' as a string (in quotes).")
-    if not value.strip():
-        return None, ("empty_field", f"the field '{name}' is empty.",
-                      f"Fill in '{name}' or remove the record.")
+    if is_blank(value):
+        return None, _blank_issue(value, f"the field '{name}'", f"Fill in '{name}' or remove the record.")
+    if (issue := _surrogate_issue(value, f"the field '{name}'")):
+        return None, issue
     return value, None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_issue(text: str, what: str) -> tuple[str, str, str] | None:
+    """The ``encoding`` issue for text holding a lone surrogate (JSON's ``"\\ud800"``), which no file can store."""
+    if text.isascii() or not (m := _SURROGATE.search(text)):
+        return None
+    return ("encoding", f"{what} holds the lone surrogate U+{ord(m.group()):04X} at character {m.start()} (a JSON "
+                        "escape like \\ud800 without its pair): it is not a character, and writing it out fails.",
+            "Fix the escape (a surrogate pair, or the character itself), or remove it.")
+
+
+#: The label rule in one line, for reports (``normalize_label`` applies it).
+LABEL_RULE = ("whole numbers are one class however written (1, 1.0, '1', '1.0' are 1), booleans are 'true' and "
+              "'false' (True, 'TRUE'), other text is stripped and keeps its case")
+
+_WHOLE_NUMBER = re.compile(r"^[+-]?(0|[1-9]\d*)(\.0+)?$")
+
+
+def normalize_label(value) -> object:
+    """A label value by the one rule every loader applies (the data report states it too).
+
+    A label is a class name or a whole number. Whole numbers are the same class however they are
+    written: ``1``, ``1.0``, ``"1"``, ``" 1 "`` and ``"1.0"`` are all the integer ``1`` (a code with
+    a leading zero, ``"007"``, stays the string it is). Booleans are the class names ``"true"`` and
+    ``"false"``, as JSON writes them, and so are the strings ``"True"``/``"FALSE"`` (a CSV of
+    booleans): ``True`` is not the number 1. Any other string is its text without surrounding
+    whitespace (case is kept: ``"Pos"`` and ``"pos"`` are two classes). Call it on values
+    ``_check_label`` accepted.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value)
+    text = value.strip()
+    if _WHOLE_NUMBER.match(text):
+        return int(text.split(".")[0])  # "1.0" -> 1, exactly, however many digits
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    return text
 
 
 def _check_label(value) -> tuple[object, tuple[str, str, str] | None]:
     if _is_missing(value):
         return None, ("missing_field", "the field 'label' is missing.", "Give every record a label.")
-    if isinstance(value, bool) or isinstance(value, int):
-        return value, None
-    if isinstance(value, float):
-        if value.is_integer():
-            return int(value), None
+    if isinstance(value, (bool, int, np.integer, np.bool_)):
+        return normalize_label(bool(value) if isinstance(value, np.bool_) else value), None
+    if isinstance(value, (float, np.floating)):
+        if float(value).is_integer():
+            return normalize_label(value), None
         return None, ("wrong_type", f"'label' is the non-integer number {value}.",
                       "Use a class name or an integer class id.")
     if isinstance(value, str):
-        if not value.strip():
-            return None, ("empty_field", "the field 'label' is empty.", "Give every record a label.")
-        return value.strip(), None
+        if is_blank(value):
+            return None, _blank_issue(value, "the field 'label'", "Give every record a label.")
+        return normalize_label(value), None
     return None, ("wrong_type", f"'label' should be a class name or id but is {_type_name(value)} ({_short(value)}).",
                   "One label per record; for several labels per text, make one record per label.")
 
@@ -110,6 +183,10 @@ def _check_messages(value) -> tuple[list | None, tuple[str, str, str] | None]:
         except json.JSONDecodeError as e:
             return None, ("wrong_type", f"'messages' is text that is not a JSON list ({e.msg}).",
                           "Store messages as a JSON list of {\"role\", \"content\"} objects.")
+        except RecursionError:
+            return None, ("wrong_type", "'messages' is JSON nested too deeply to read (arrays inside arrays, "
+                                        "hundreds of levels): not a conversation.",
+                          "Store messages as a flat JSON list of {\"role\", \"content\"} objects.")
     if hasattr(value, "tolist") and not isinstance(value, str):
         value = value.tolist()
     if not isinstance(value, list):
@@ -142,6 +219,14 @@ def _check_messages(value) -> tuple[list | None, tuple[str, str, str] | None]:
         if not isinstance(content, str):
             return None, ("wrong_type", f"message {i} content is {_type_name(content)}, not text.",
                           "Write message content as a string.")
+        if (issue := _surrogate_issue(content, f"message {i} ({canon})")):
+            return None, issue
+        if is_blank(content) and not (canon == "assistant" and tool_calls):
+            what = "reply" if canon == "assistant" else "turn"
+            return None, _blank_issue(content, f"message {i} (the {canon} {what})",
+                                      "Write its text, or drop the record: an empty turn teaches the model "
+                                      "to answer with nothing." if canon == "assistant" else
+                                      "Write its text, or drop the record.")
         message = {"role": canon, "content": content}
         for extra in ("tool_calls", "tool_call_id", "name"):
             if msg.get(extra) is not None:
@@ -150,6 +235,10 @@ def _check_messages(value) -> tuple[list | None, tuple[str, str, str] | None]:
     if not any(m["role"] == "assistant" for m in out):
         return None, ("no_assistant_turn", "the conversation has no assistant turn, so there is nothing to learn.",
                       "Add the assistant's reply, or drop the record.")
+    if not any(m["role"] == "user" for m in out):
+        return None, ("no_user_turn", "the conversation has no user turn: the assistant answers nothing, so the "
+                                      "model would learn to speak unprompted.",
+                      "Add the user's message before the reply (a system prompt alone is not one), or drop the record.")
     return out, None
 
 
@@ -450,6 +539,16 @@ def _find(columns: list[str], canon: str, taken: set[str] = frozenset()) -> str 
     return None
 
 
+def _clashing_columns(columns: list) -> dict[str, list]:
+    """Columns that name the same field once case and surrounding spaces are ignored (``text`` and ``Text ``),
+    by the field name they share; only names detection reads (``ALIASES``) count."""
+    known = {a for aliases in ALIASES.values() for a in aliases} | set(ALIASES)
+    groups: dict[str, list] = {}
+    for c in columns:
+        groups.setdefault(str(c).strip().lower(), []).append(c)
+    return {k: g for k, g in groups.items() if len(g) > 1 and k in known}
+
+
 def _holds_lists(frame: pd.DataFrame | None, column: str) -> bool:
     """Whether a column holds conversations (lists, or JSON lists stored as text), not plain text."""
     if frame is None:
@@ -509,6 +608,14 @@ def detect_format(frame: pd.DataFrame, format: str = "auto", columns: dict[str, 
         ))
     if columns:
         return _from_columns(cols, format, columns, file)
+    if (clashes := _clashing_columns(cols)):
+        raise DatasetError([Problem(
+            kind="duplicate_column", file=file, field=" / ".join(map(str, group)),
+            message=f"the columns {' and '.join(repr(c) for c in group)} differ only in case or spaces, so it is "
+                    f"not clear which one is the '{key}' field; neither was chosen.",
+            fix=f"Say which with a column map: columns={{'{key}': {group[0]!r}}} (--columns {key}={group[0]}), "
+                "or rename or drop the other column.",
+        ) for key, group in clashes.items()])
     found = _matches(cols, frame)
     if format != "auto":
         fmt = FORMATS[format]
@@ -601,9 +708,38 @@ def canonicalize(frame: pd.DataFrame, detection: Detection) -> tuple[pd.DataFram
                 issues.append((i, canon if source == canon else f"{canon} (column '{source}')", *issue))
             clean[i] = v
         out[canon] = clean
-    canonical = pd.DataFrame(out, index=frame.index, dtype=object)
+    # Metadata columns join in one step: adding them one at a time is quadratic in the number of
+    # columns (a 5,000-column file took minutes).
     used = set(mapping.values())
-    for col in frame.columns:
-        if col not in used and col not in canonical.columns:
-            canonical[col] = frame[col]
-    return canonical, issues
+    canonical = pd.DataFrame(out, index=frame.index, dtype=object)
+    meta = [col for col in frame.columns if col not in used and col not in out]
+    if not meta:
+        return canonical, issues
+    return pd.concat([canonical, frame[meta].astype(object)], axis=1), issues
+
+
+def relabelled(raw: pd.DataFrame, canonical: pd.DataFrame, detection: Detection) -> str | None:
+    """A note of the labels ``normalize_label`` rewrote (``'1.0' -> 1 (3 rows)``), or None when none changed.
+
+    A label is rewritten when its type or text changes: ``"1"`` becoming the integer 1 counts, so a
+    reader of the report sees every value that is not what the file wrote.
+    """
+    field_ = FORMATS[detection.format].label_field
+    source = detection.columns.get(field_) if field_ else None
+    if source is None or source not in raw.columns:
+        return None
+    changes: dict[tuple[str, str], int] = {}
+    for before, after in zip(raw[source].tolist(), canonical[field_].tolist()):
+        if after is None or (type(before) is type(after) and before == after):
+            continue
+        if isinstance(before, (int, np.integer)) and not isinstance(before, (bool, np.bool_)) and before == after:
+            continue  # a numpy integer is the same number
+        key = (repr(_short(before, 20)) if isinstance(before, str) else repr(before), repr(after))
+        changes[key] = changes.get(key, 0) + 1
+    if not changes:
+        return None
+    top = sorted(changes.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{a} -> {b} ({n})" for (a, b), n in top[:5])
+    return (f"{sum(changes.values())} label(s) rewritten by the label rule ({LABEL_RULE}): {shown}"
+            + (", ..." if len(top) > 5 else ""))
+

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from .dataset import LoadedDataset, ValidationReport, rare_label_problems
-from .formats import Detection, canonicalize, detect_format
-from .problems import DatasetError, Problem, display_path
-from .readers import SUFFIXES, RawTable, header_option, positional_names, reader_for, resolve_split
+from .dataset import LoadedDataset, ValidationReport, rare_label_problems, single_class_problems
+from .formats import Detection, canonicalize, detect_format, relabelled
+from .problems import DatasetError, Problem, display_path, outside_link_problem, unreadable_problem
+from .readers import (SUFFIXES, RawTable, binary_kind, header_option, positional_names, reader_for,
+                      resolve_split, too_deep_message)
 
 SPLIT_NAMES = ("train", "validation", "valid", "dev", "test", "eval")
 #: Files in a data folder that are documentation, not data.
@@ -78,15 +80,38 @@ def _read_saved(path: Path, split: str | None) -> tuple[list[RawTable], list[str
     return [RawTable(frame, display_path(path), None, problems)], notes
 
 
-def _data_files(folder: Path, forced_reader: str | None = None) -> list[Path]:
-    """Data files in ``folder``; with a forced reader (``reader='text'`` on Markdown), every file but docs."""
+def _data_files(folder: Path, forced_reader: str | None = None,
+                refused: list[Problem] | None = None) -> list[Path]:
+    """Data files in ``folder``; with a forced reader (``reader='text'`` on Markdown), every file but docs.
+
+    A symbolic link whose target lies outside the folder is not followed, and a subfolder that
+    cannot be listed is not skipped in silence: each is a problem appended to ``refused``.
+    """
+    refused = [] if refused is None else refused
+    root = folder.resolve()
+
+    def cannot_list(error: OSError) -> None:
+        refused.append(unreadable_problem(error.filename or folder, error))
+
+    found: list[Path] = []
+    for top, dirs, names in os.walk(folder, onerror=cannot_list):  # links to folders are not walked
+        base = Path(top)
+        for d in [d for d in dirs if (base / d).is_symlink()]:
+            if not d.startswith(".") and (problem := outside_link_problem(base / d, root)):
+                refused.append(problem)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(base / n for n in names)
     files = []
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
+    for p in sorted(found):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts):
             continue
         if p.stem.lower() in _SKIP_IN_FOLDERS or p.suffix.lower() == ".lock":
             continue
-        if forced_reader or (p.suffix.lower() in SUFFIXES and p.suffix.lower() != ".md"):
+        if not (forced_reader or (p.suffix.lower() in SUFFIXES and p.suffix.lower() != ".md")):
+            continue
+        if (problem := outside_link_problem(p, root)):
+            refused.append(problem)
+        elif p.is_file():
             files.append(p)
     return files
 
@@ -100,7 +125,8 @@ def _split_of(path: Path) -> str | None:
 
 
 def _read_folder(folder: Path, split: str | None, opts: dict) -> tuple[list[RawTable], list[str]]:
-    files = _data_files(folder, opts.get("reader"))
+    refused: list[Problem] = []
+    files = _data_files(folder, opts.get("reader"), refused)
     notes = []
     by_split = {}
     for f in files:
@@ -114,6 +140,8 @@ def _read_folder(folder: Path, split: str | None, opts: dict) -> tuple[list[RawT
             message=f"split='{split}' was asked for, but no file in the folder is named after a split.",
             fix="Name files train.*, validation.*, test.*, or drop split=.",
         ))
+    if not files and refused:
+        raise DatasetError(refused)
     if not files:
         bare = [p.name for p in sorted(folder.iterdir()) if p.is_file() and not p.suffix
                 and p.stem.lower() not in _SKIP_IN_FOLDERS and not p.name.startswith(".")]
@@ -125,18 +153,38 @@ def _read_folder(folder: Path, split: str | None, opts: dict) -> tuple[list[RawT
                  if bare else "") + f"Supported: {', '.join(sorted(SUFFIXES))} "
                                     "(documents go through workbench.data.documents).",
         ))
-    return [_read_file(f, opts) for f in files], notes
+    tables = [_read_file(f, opts) for f in files]
+    if refused:  # the links and folders left out: their problems travel as one more (empty) table
+        tables.append(RawTable(pd.DataFrame(), display_path(folder), [], refused))
+    return tables, notes
 
 
 def _read_file(path: Path, opts: dict) -> RawTable:
-    read = reader_for(path, opts.get("reader"))
-    if read is None:
+    """One file as a ``RawTable``; a file that cannot be read, or is nested too deep to parse, becomes its problem."""
+    try:
+        read = reader_for(path, opts.get("reader"))
+        if read is None and not path.suffix and (kind := binary_kind(path, _head(path))):
+            return RawTable(pd.DataFrame(), display_path(path), [], [Problem(
+                kind="binary", file=display_path(path), line=1,
+                message=f"this is {kind[0]}, not a data file (found by its first bytes).", fix=kind[1])])
+        if read is None:
+            return RawTable(pd.DataFrame(), display_path(path), [], [Problem(
+                kind="unsupported_file", file=display_path(path),
+                message=f"the file type '{path.suffix or '(none)'}' is not a supported data format.",
+                fix=f"Use one of {', '.join(sorted(SUFFIXES))}, or pass reader= to say how to read it.",
+            )])
+        return read(path, **{k: v for k, v in opts.items() if k != "reader" and v is not None})
+    except OSError as e:  # permissions, an I/O error, a file gone between listing and reading
+        return RawTable(pd.DataFrame(), display_path(path), [], [unreadable_problem(path, e)])
+    except RecursionError:  # a structure deeper than a reader's own depth checks
+        message, fix = too_deep_message()
         return RawTable(pd.DataFrame(), display_path(path), [], [Problem(
-            kind="unsupported_file", file=display_path(path),
-            message=f"the file type '{path.suffix or '(none)'}' is not a supported data format.",
-            fix=f"Use one of {', '.join(sorted(SUFFIXES))}, or pass reader= to say how to read it.",
-        )])
-    return read(path, **{k: v for k, v in opts.items() if k != "reader" and v is not None})
+            kind="malformed_json", file=display_path(path), line=1, message=message, fix=fix)])
+
+
+def _head(path: Path, n: int = 64) -> bytes:
+    with path.open("rb") as f:
+        return f.read(n)
 
 
 def _read_source(source, split, opts) -> tuple[list[RawTable], str, list[str]]:
@@ -289,6 +337,9 @@ def load_table(
             det = detect_format(table.frame, format, columns, table.file)
         except DatasetError as e:
             hinted = [_with_hint(p, table.frame) for p in e.problems]
+            first = table.header_line or next((n for n in (table.lines or []) if n is not None), None)
+            hinted = [replace(p, line=first) if p.kind == "duplicate_column" and p.line is None else p
+                      for p in hinted]  # two names for one field: the header (or first record) has both
             fatal.extend(hinted + [p for p in table.problems if p.severity == "warning"])
             problems.extend(hinted)
             continue
@@ -305,6 +356,8 @@ def load_table(
             problems.append(problem)
             continue
         frame, issues = canonicalize(table.frame, det)
+        if (rewritten := relabelled(table.frame, frame, det)):
+            notes.append(f"{table.file or 'the data'}: {rewritten}")
         lines = table.lines if table.lines is not None else [None] * len(frame)
         frame["_file"] = table.file
         frame["_line"] = lines
@@ -339,12 +392,33 @@ def load_table(
                                               fix="Fix the problems listed.")])
     if len(per_file) > 1:
         notes.append(f"{len(per_file)} files, all {detection.format}")
+    if (lost := _dropped_note(problems, rows_read, len(kept))):
+        notes.append(lost)
     ds = LoadedDataset(kept, detection.format, detection.columns, label,
                        ValidationReport(tuple(problems), rows_read, len(kept), tuple(notes)))
-    rare = rare_label_problems(ds)
+    rare = rare_label_problems(ds) + single_class_problems(ds)
     if rare:
         ds = replace(ds, report=replace(ds.report, problems=ds.report.problems + tuple(rare)))
     return ds
+
+
+def _dropped_note(problems: list[Problem], rows_read: int, rows_kept: int) -> str | None:
+    """One line saying what lenient loading left out and why, by problem kind; None when nothing was.
+
+    Records dropped after parsing are ``rows_read - rows_kept``; what a reader could not parse at
+    all (a broken CSV row, a line of bad JSON, a file refused) never reached ``rows_read`` and is
+    counted by its problems, which have no row. Every one is also a problem in the report, with
+    its file and line.
+    """
+    errors = [p for p in problems if p.severity == "error"]
+    if not errors and rows_read == rows_kept:
+        return None
+    unparsed = sum(p.row is None for p in errors)
+    reasons = ", ".join(f"{n} {kind}" for kind, n in Counter(p.kind for p in errors).most_common())
+    return (f"left out in lenient loading: {rows_read - rows_kept} of {rows_read} records read"
+            + (f", and what {unparsed} problem(s) kept from being read at all" if unparsed else "")
+            + f" (errors by kind: {reasons}; each is listed with its file and line; strict=True refuses the "
+              "data instead)")
 
 
 def _delimiter(delimiter: str | None) -> str | None:

@@ -36,6 +36,12 @@ PROBLEM_KINDS = (
     "unknown_format",
     "unknown_column",
     "hub_unreachable",
+    "binary",            # not text: NUL bytes, or another file type (an Excel workbook, gzip) under a text suffix
+    "unreadable",        # the file or folder cannot be read (permissions, an I/O error)
+    "outside_source",    # a symbolic link in a data folder to a file or folder outside it (not followed)
+    "duplicate_column",  # two columns that detection cannot tell apart ('text' and 'Text ')
+    "no_user_turn",      # a conversation with an assistant reply but no user turn to answer
+    "single_class",      # every record has the same label: nothing for a classifier to tell apart
 )
 
 
@@ -122,6 +128,40 @@ class DatasetError(ValueError):
     def _render_traceback_(self) -> list[str]:
         # IPython calls this instead of printing the traceback: the problems are the message.
         return [f"DatasetError: {self}"]
+
+
+def unreadable_problem(path: str | Path, error: OSError) -> Problem:
+    """The problem for a file or folder the operating system would not let us read (its ``OSError``)."""
+    file = display_path(path)
+    reason = error.strerror or type(error).__name__
+    if isinstance(error, PermissionError):
+        fix = (f"Give your user read access (e.g. `chmod u+r {file}`, or `chmod u+rx` for a folder), "
+               "or copy the data somewhere you can read it.")
+    else:
+        fix = "Check the disk and the file (an unmounted drive, a network share gone away, a full disk), then retry."
+    return Problem(kind="unreadable", file=file, message=f"cannot be read: {reason} (errno {error.errno}).", fix=fix)
+
+
+def outside_link_problem(path: Path, root: Path, action: str = "loaded") -> Problem | None:
+    """A refusal when ``path`` is a symbolic link whose target lies outside the folder ``root``; None otherwise.
+
+    A folder of data or documents is read as what it holds: a link in it to a system file or to
+    another project's data would put that into the corpus unseen. ``action`` names what is being
+    done with the folder (``loaded``, ``ingested``) for the message.
+    """
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    if target.is_relative_to(root.resolve()):
+        return None
+    file = str(Path(display_path(path.parent)) / path.name)  # the link, not what it points to
+    what = "folder" if target.is_dir() else "file"
+    return Problem(
+        kind="outside_source", file=file,
+        message=f"a symbolic link to the {what} {target}, outside the folder being {action}; it was not read.",
+        fix=f"If the {what} belongs in the data, copy it into the folder (a copy, not a link); "
+            "otherwise delete the link.",
+    )
 
 
 def display_path(path: str | Path) -> str:

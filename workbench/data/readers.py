@@ -13,16 +13,20 @@ by file suffix through ``SUFFIXES`` unless the caller names one.
 from __future__ import annotations
 
 import bisect
+import codecs
 import csv
 import io
 import json
 import re
 import statistics
+import threading
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from .problems import DatasetError, Problem, display_path
@@ -60,6 +64,7 @@ class RawTable:
         end_lines: Last line of each record, for multi-line CSV records.
         notes: What the reader decided for the user to know (which line was the header, which split was read).
         splits: The splits the source holds (a JSON object of splits), whichever one was read.
+        header_line: The line of the header row, for a delimited file that has one.
     """
 
     frame: pd.DataFrame
@@ -70,6 +75,7 @@ class RawTable:
     end_lines: list[int | None] | None = None
     notes: list[str] = field(default_factory=list)
     splits: tuple[str, ...] = ()
+    header_line: int | None = None
 
 
 ReaderFn = Callable[..., RawTable]
@@ -104,11 +110,33 @@ def reader(name: str) -> Callable[[ReaderFn], ReaderFn]:
 # --------------------------------------------------------------------------- decoding
 
 
+_ENCODING_FIX = ("Re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`), "
+                 "or pass encoding='latin-1' (or the file's real encoding) when loading.")
+
+
+class _Undecodable:
+    """Collects the undecodable byte ranges of one ``bytes.decode`` call (a ``codecs`` error handler)."""
+
+    def __init__(self, limit: int = 1000):
+        self.spans: list[tuple[int, int]] = []
+        self.limit = limit
+
+    def __call__(self, error: UnicodeDecodeError):
+        if len(self.spans) < self.limit:
+            self.spans.append((error.start, error.end))
+        return "\ufffd", error.end
+
+
+_UNDECODABLE = threading.local()  # the collector of the decode running in this thread
+codecs.register_error("workbench.undecodable", lambda error: _UNDECODABLE.current(error))
+
+
 def decode_bytes(raw: bytes, file: str, encoding: str = "utf-8") -> tuple[str, dict[int, Problem]]:
     """Decode ``raw``, reporting every undecodable byte with its offset and line.
 
     Returns the text (bad bytes replaced by U+FFFD) and a map from line number to the
-    first encoding problem on that line.
+    first encoding problem on that line (the first 1,000 bad spans are placed; the rest are
+    replaced all the same). Linear in the size of ``raw``, however many bytes are bad.
     """
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         if raw.startswith(b"\xef\xbb\xbf"):
@@ -123,42 +151,169 @@ def decode_bytes(raw: bytes, file: str, encoding: str = "utf-8") -> tuple[str, d
             kind="encoding", file=file, message=f"unknown encoding {encoding!r}.",
             fix="Pass encoding= a codec Python knows, such as 'utf-8', 'latin-1', 'cp1252' or 'utf-16'.",
         )) from None
+    handler = _UNDECODABLE.current = _Undecodable()
+    text = raw.decode(encoding, errors="workbench.undecodable")
     bad: dict[int, Problem] = {}
-    pieces: list[str] = []
-    pos = 0
-    while pos <= len(raw):
-        try:
-            pieces.append(raw[pos:].decode(encoding))
-            break
-        except UnicodeDecodeError as e:
-            start, end = pos + e.start, pos + e.end
-            pieces.append(raw[pos:start].decode(encoding))
-            pieces.append("\ufffd")
-            line = raw.count(b"\n", 0, start) + 1
-            if line not in bad:
-                column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
-                bad[line] = Problem(
-                    kind="encoding",
-                    message=(
-                        f"bytes that are not valid {encoding.upper()} at byte offset {start} "
-                        f"(line {line}, column {column}): {raw[start:end]!r}."
-                    ),
-                    fix=(
-                        "Re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`), "
-                        "or pass encoding='latin-1' (or the file's real encoding) when loading."
-                    ),
-                    file=file,
-                    line=line,
-                )
-            pos = end
-            if len(bad) >= 1000:  # enough to report; decode the rest leniently
-                pieces.append(raw[pos:].decode(encoding, errors="replace"))
-                break
-    return "".join(pieces), bad
+    single_byte_lines = codecs.lookup(encoding).name not in ("utf-16", "utf-16-le", "utf-16-be", "utf-32",
+                                                             "utf-32-le", "utf-32-be")
+    line, counted = 1, 0
+    for start, end in handler.spans:
+        if single_byte_lines:
+            line += raw.count(b"\n", counted, start)
+            counted = start
+            column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        else:  # a wide encoding: count the line breaks of the text decoded before the bad bytes
+            line = raw[:start].decode(encoding, errors="replace").count("\n") + 1
+            column = None
+        if line not in bad:
+            at = f"line {line}, column {column}" if column is not None else f"line {line}"
+            bad[line] = Problem(
+                kind="encoding", file=file, line=line,
+                message=f"bytes that are not valid {encoding.upper()} at byte offset {start} ({at}): "
+                        f"{raw[start:end]!r}.",
+                fix=_ENCODING_FIX,
+            )
+    return text, bad
 
 
-def _read_text_file(path: Path, encoding: str) -> tuple[str, dict[int, Problem]]:
-    return decode_bytes(path.read_bytes(), display_path(path), encoding)
+#: Leading bytes of files that are not text, what they are, and what to do, for a binary file under a text suffix.
+_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x1f\x8b", "gzip-compressed data",
+     "Decompress it first (`gzip -dc {file} > plain.csv`, with the suffix of what is inside) and load the result."),
+    (b"\xfd7zXZ\x00", "xz-compressed data", "Decompress it first (`xz -dc {file} > plain.csv`) and load the result."),
+    (b"(\xb5/\xfd", "zstd-compressed data", "Decompress it first (`zstd -dc {file} > plain.csv`) and load the result."),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "Extract it and load the data file inside."),
+    (b"Rar!\x1a\x07", "a RAR archive", "Extract it and load the data file inside."),
+    (b"PAR1", "a Parquet file", "Rename it to .parquet, or pass reader='parquet' (--reader parquet)."),
+    (b"ARROW1", "an Arrow IPC file", "Convert it to Parquet (`pyarrow.feather.read_table(...)` then "
+                                     "`pyarrow.parquet.write_table(...)`) and load that."),
+    (b"%PDF-", "a PDF document", "Give it the .pdf suffix: load_dataset reads PDF documents into a corpus."),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office file (an .xls workbook or a .doc document)",
+     "Open it and save it as 'CSV UTF-8', then load that."),
+    (b"SQLite format 3\x00", "an SQLite database",
+     "Export the table you need (`sqlite3 -header -csv {file} 'select * from t' > out.csv`) and load that."),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", "Point at the data file, not an image."),
+    (b"\xff\xd8\xff", "a JPEG image", "Point at the data file, not an image."),
+    (b"GIF8", "a GIF image", "Point at the data file, not an image."),
+)
+
+
+def _zip_kind(path: Path) -> tuple[str, str]:
+    """What a ZIP file under a text suffix is (an Excel workbook, a Word document, an archive), and the fix."""
+    file = display_path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return "a ZIP archive (damaged)", "Check the download; a ZIP archive is not a data file."
+    if any(n.startswith("xl/") for n in names):
+        return ("an Excel workbook (.xlsx)",
+                f"Save it as 'CSV UTF-8' from Excel or LibreOffice, or run "
+                f"`pandas.read_excel('{file}').to_csv('data.csv', index=False)`, and load the CSV.")
+    if any(n.startswith("word/") for n in names):
+        return "a Word document (.docx)", "Give it the .docx suffix: load_dataset reads DOCX documents into a corpus."
+    if any(n.startswith("ppt/") for n in names):
+        return "a PowerPoint presentation (.pptx)", "Export its text, or save it as PDF, and load that."
+    if "mimetype" in names:
+        return "an OpenDocument file", "Save it as CSV (spreadsheet) or DOCX/PDF (text document) and load that."
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return (f"a ZIP archive of {len(names)} file(s) ({shown})",
+            "Unzip it (`unzip " + file + "`) and load the data file inside.")
+
+
+def binary_kind(path: Path, head: bytes) -> tuple[str, str] | None:
+    """What the file starting with ``head`` is, and the fix, when its leading bytes say it is not text; else None."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _zip_kind(path)
+    if head.startswith(b"BZh") and head[4:10] == b"1AY&SY":
+        return "bzip2-compressed data", f"Decompress it first (`bzip2 -dc {display_path(path)} > plain.csv`)."
+    for magic, what, fix in _MAGIC:
+        if head.startswith(magic):
+            return what, fix.replace("{file}", display_path(path))
+    return None
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """``utf-16``/``utf-32`` (byte order mark) or ``utf-16-le``/``-be`` (mostly ASCII text without one); else None."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "utf-32"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    sample = head[: len(head) - len(head) % 2]
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd >= 0.6 * pairs and even <= 0.05 * pairs:
+        return "utf-16-le"
+    if even >= 0.6 * pairs and odd <= 0.05 * pairs:
+        return "utf-16-be"
+    return None
+
+
+#: Above this share of NUL characters a file is binary data, not text with a few stray NUL bytes.
+_NUL_SHARE = 0.01
+#: Control codes (other than tab, line breaks and form feed) and undecodable bytes; above this share of the
+#: first 64 KiB, a file is binary data, not text with a few bad bytes.
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
+_GARBAGE_SHARE = 0.10
+
+
+@dataclass
+class _Text:
+    text: str
+    bad: dict[int, Problem]
+    notes: list[str]
+
+
+def _read_text_file(path: Path, encoding: str, what: str = "text") -> _Text | RawTable:
+    """The decoded text of ``path``, or (for content that is not text) a ``RawTable`` holding the problem.
+
+    With the default UTF-8, a UTF-16/32 file (with a byte order mark, or mostly-ASCII text
+    without one) is decoded as what it is, and a note says so. Leading bytes of another file type
+    (an Excel workbook, gzip, Parquet) make a ``binary`` problem naming it. NUL bytes in text are
+    ``binary`` problems on their lines (so lenient loading drops those records), or one for the
+    whole file when there are many.
+    """
+    file = display_path(path)
+    raw = path.read_bytes()
+    notes: list[str] = []
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and (wide := _wide_encoding(raw[:4096])):
+        encoding = wide
+        notes.append(f"{file} is {wide.upper()} text, not UTF-8; it was decoded as {wide.upper()} "
+                     "(pass encoding= to say otherwise)")
+    elif (kind := binary_kind(path, raw[:64])):
+        name, fix = kind
+        return RawTable(pd.DataFrame(), file, [], [Problem(
+            kind="binary", file=file, line=1,
+            message=f"this is {name}, not {what} (found by its first bytes, whatever its name says).", fix=fix,
+        )])
+    text, bad = decode_bytes(raw, file, encoding)
+    nul = text.count("\x00")
+    head = text[:65536]
+    garbage = len(_NOT_TEXT.findall(head))
+    if nul > max(8, _NUL_SHARE * len(text)) or (len(head) >= 64 and garbage > _GARBAGE_SHARE * len(head)):
+        return RawTable(pd.DataFrame(), file, [], [Problem(
+            kind="binary", file=file, line=1,
+            message=f"this is binary data, not {what}: {nul} NUL bytes in all, and {garbage} of the first "
+                    f"{len(head)} characters are control codes or undecodable bytes.",
+            fix=f"Check what the file is (`file {file}`), and export the data as CSV or JSON Lines text.",
+        )], bad)
+    if nul:
+        pos, line, counted = text.find("\x00"), 1, 0
+        while pos != -1:
+            line += text.count("\n", counted, pos)
+            counted = pos
+            column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+            bad.setdefault(line, Problem(
+                kind="binary", file=file, line=line,
+                message=f"a NUL byte (\\x00) at line {line}, column {column}: text holds no NUL bytes, so the "
+                        "record is damaged.",
+                fix=f"Remove the NUL bytes (`tr -d '\\000' < {file} > clean{path.suffix}`) or re-export the file.",
+            ))
+            pos = text.find("\x00", pos + 1)
+        text = text.replace("\x00", "\ufffd")
+    return _Text(text, bad, notes)
 
 
 def _empty_file_problem(file: str, what: str = "file") -> Problem:
@@ -247,9 +402,12 @@ def read_csv(path: Path, encoding: str = "utf-8", delimiter: str | None = None, 
             and one naming only ``column_N`` columns says the file has none.
     """
     file = display_path(path)
-    text, bad = _read_text_file(path, encoding)
+    read = _read_text_file(path, encoding, "delimited text (CSV/TSV)")
+    if isinstance(read, RawTable):
+        return read
+    text, bad = read.text, read.bad
     if not text.strip():
-        return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)], bad)
+        return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)], bad, notes=read.notes)
     delim = _sniff_delimiter(path, text, delimiter)
     options = {"quotechar": quotechar or '"', "header": header_option(header), "columns": columns or {}}
     table = _parse_csv(text, file, delim, bad, quoting=csv.QUOTE_MINIMAL, **options)
@@ -257,7 +415,8 @@ def read_csv(path: Path, encoding: str = "utf-8", delimiter: str | None = None, 
         # Tab-separated exports often leave quotes unescaped; read them literally if that parses cleanly.
         literal = _parse_csv(text, file, delim, bad, quoting=csv.QUOTE_NONE, **options)
         if not any(p.severity == "error" for p in literal.problems):
-            return literal
+            table = literal
+    table.notes[:0] = read.notes
     return table
 
 
@@ -267,9 +426,15 @@ def read_tsv(path: Path, **options) -> RawTable:
     return read_csv(path, **{**options, "delimiter": "\t"})
 
 
+_HEADER_COLUMNS = 1000
+
+
 def _first_row_is_data(first: list[str], rest: list[list[str]]) -> str | None:
-    """Why the first row reads as a record rather than column names, or None when it reads as a header."""
-    for i, cell in enumerate(c.strip() for c in first):
+    """Why the first row reads as a record rather than column names, or None when it reads as a header.
+
+    The first ``_HEADER_COLUMNS`` columns decide: enough to tell, and a 100,000-column file stays fast.
+    """
+    for i, cell in enumerate(c.strip() for c in first[:_HEADER_COLUMNS]):
         values = [v for v in (r[i].strip() for r in rest if i < len(r)) if v]
         if not cell or not values:
             continue
@@ -306,24 +471,31 @@ def _parse_csv(text: str, file: str, delim: str, bad, quoting: int, quotechar: s
     starts: list[int] = []
     ends: list[int] = []
     last = 0
-    while True:
-        try:
-            row = next(rdr)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            unread = text.count("\n", 0) + 1 - last
-            problems.append(_csv_problem(file, last + 1, f"{e}; the {max(unread - 1, 0)} lines after it were not read"))
-            break  # the csv module cannot resynchronise after a broken quote
-        start, last = last + 1, rdr.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # blank line
-        records.append(row)
-        starts.append(start)
-        ends.append(last)
+    # The csv module stops at a field over 131,072 characters by default; a long document in one cell is
+    # data, so the limit is lifted while this file is parsed (it is process-wide, hence restored after).
+    previous = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        while True:
+            try:
+                row = next(rdr)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                unread = text.count("\n", 0) + 1 - last
+                problems.append(_csv_problem(file, last + 1, str(e), max(unread - 1, 0)))
+                break  # the csv module cannot resynchronise after a broken quote
+            start, last = last + 1, rdr.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            records.append(row)
+            starts.append(start)
+            ends.append(last)
+    finally:
+        csv.field_size_limit(previous)
     if not records:
         return RawTable(pd.DataFrame(), file, [], problems or [_empty_file_problem(file)], bad)
     notes: list[str] = []
+    first_line = starts[0]
     has_header, reason = _has_header(records, header, columns or {})
     if has_header:
         head_line = starts[0]
@@ -331,7 +503,7 @@ def _parse_csv(text: str, file: str, delim: str, bad, quoting: int, quotechar: s
         problems.extend(head_problems)
         records, starts, ends = records[1:], starts[1:], ends[1:]
         if header == "auto":
-            notes.append(f"line {head_line} of {file} is the header ({', '.join(names[:8])}); "
+            notes.append(f"line {head_line} of {file} is the header ({_listed(names, 8)}); "
                          "pass header=False if it is a record")
         if reason:
             because = "columns= names its cells" if header == "auto" else "header=True"
@@ -354,7 +526,7 @@ def _parse_csv(text: str, file: str, delim: str, bad, quoting: int, quotechar: s
                 fix="If that line is the header, pass header=True (--header true; header: true in a spec).",
             ))
         else:
-            notes.append(f"{file} has no header row: columns {', '.join(names[:8])}")
+            notes.append(f"{file} has no header row: columns {_listed(names, 8)}")
     names, dropped = _drop_trailing_unnamed(names, records)
     if dropped:
         notes.append(f"{file}: {len(dropped)} trailing column(s) with neither a name nor a value were left out")
@@ -381,11 +553,22 @@ def _parse_csv(text: str, file: str, delim: str, bad, quoting: int, quotechar: s
     if not rows and not any(p.severity == "error" for p in problems):
         problems.append(Problem(
             kind="header_only", file=file, line=1,
-            message=f"the file has a header ({', '.join(names[:6])}) but no data rows.",
+            message=f"the file has a header ({_listed(names, 6)}) but no data rows.",
             fix="Check that the export wrote the rows, or point at the right file.",
         ))
-    frame = pd.DataFrame(rows, columns=names, dtype=object) if rows else pd.DataFrame(columns=names)
-    return RawTable(frame, file, row_starts, problems, bad, row_ends, notes)
+    # One 2-D block: a frame built column by column takes seconds on a 100,000-column file.
+    # Column names as plain objects too: an Arrow-backed index is slow to walk name by name.
+    frame = pd.DataFrame(np.array(rows, dtype=object), columns=pd.Index(names, dtype=object), dtype=object) \
+        if rows else pd.DataFrame(columns=names)
+    return RawTable(frame, file, row_starts, problems, bad, row_ends, notes,
+                    header_line=first_line if has_header else None)
+
+
+def _listed(names: list[str], n: int, width: int = 40) -> str:
+    """The first ``n`` of ``names``, each cut to ``width`` characters, and how many more (for messages)."""
+    shown = [x if len(x) <= width else x[: width - 3] + "..." for x in map(str, names[:n])]
+    more = f", ... ({len(names)} in all)" if len(names) > n else ""
+    return ", ".join(shown) + more
 
 
 def _header_names(row: list[str], line: int, file: str) -> tuple[list[str], list[Problem]]:
@@ -422,11 +605,22 @@ def _drop_trailing_unnamed(names: list[str], records: list[list[str]]) -> tuple[
     return names[:keep], names[keep:]
 
 
-def _csv_problem(file: str, line: int, detail: str) -> Problem:
+#: The longest CSV field read (characters); Python's default of 131,072 stops at one long document.
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def _csv_problem(file: str, line: int, detail: str, unread: int) -> Problem:
+    if "field larger than field limit" in detail:
+        fix = (f"A field on line {line} is longer than {CSV_FIELD_LIMIT:,} characters: split that text into "
+               "several records, or store it as a text file and load the folder.")
+    else:
+        fix = ("Look for an opening double quote that is never closed; quotes inside a field are written twice "
+               "(\"\"), or pass quotechar= if the file quotes with another character.")
     return Problem(
         kind="malformed_csv", file=file, line=line,
-        message=f"the CSV cannot be parsed from here on ({detail}).",
-        fix="Look for an opening double quote that is never closed; quotes inside a field are written twice (\"\").",
+        message=f"the CSV cannot be parsed from here on ({detail}); the {unread} line(s) after line {line} were "
+                "not read, so their records are missing.",
+        fix=fix,
     )
 
 
@@ -484,6 +678,53 @@ class _LineIndex:
 
     def line(self, offset: int) -> int:
         return bisect.bisect_left(self.newlines, offset) + 1
+
+
+#: Brackets deeper than this are reported as too deep (Python's parser gives up near 1,000 levels).
+MAX_JSON_DEPTH = 500
+
+
+def json_depth_line(text: str, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """The 1-based line where brackets in the JSON ``text`` first nest deeper than ``limit``; None if they never do.
+
+    A linear scan that skips strings; it exists to say where a document too deep for ``json.loads``
+    (a ``RecursionError``) goes wrong.
+    """
+    depth, line, in_string, escaped = 0, 1, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif ch in "]}":
+            depth -= 1
+        if ch == "\n":
+            line += 1
+    return None
+
+
+def too_deep_message(limit: int = MAX_JSON_DEPTH) -> tuple[str, str]:
+    """The message and fix for JSON nested too deeply to read."""
+    return (f"JSON nested more than {limit} levels deep (arrays or objects inside one another); no data "
+            "has that shape, and Python's parser cannot read it.",
+            "Flatten the structure (records are objects of fields; chat messages a list of {role, content}), "
+            "or remove the value if it is damaged or hostile.")
+
+
+def _too_deep(file: str, text: str, first_line: int = 1) -> Problem:
+    """The problem for JSON ``text`` (from ``first_line`` of ``file``) too deep to parse, at the line it gets so."""
+    message, fix = too_deep_message()
+    return Problem(kind="malformed_json", file=file, line=first_line - 1 + (json_depth_line(text) or 1),
+                   message=message, fix=fix)
 
 
 def _json_error(file: str, e: json.JSONDecodeError, line_offset: int = 0) -> Problem:
@@ -581,11 +822,16 @@ def read_json(path: Path, encoding: str = "utf-8", field: str | None = None, spl
     (``{"train": [...], "test": [...]}``; ``split`` picks one, train by default), or records nested under a
     key (``field``, dotted)."""
     file = display_path(path)
-    text, bad = _read_text_file(path, encoding)
+    read = _read_text_file(path, encoding, "JSON text")
+    if isinstance(read, RawTable):
+        return read
+    text, bad = read.text, read.bad
     if not text.strip():
         return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)], bad)
     try:
         data = json.loads(text)
+    except RecursionError:
+        return RawTable(pd.DataFrame(), file, [], [_too_deep(file, text)], bad)
     except json.JSONDecodeError as e:
         problem = _json_error(file, e)
         if path.suffix.lower() == ".json" and _looks_like_jsonl(text):
@@ -616,8 +862,9 @@ def read_json(path: Path, encoding: str = "utf-8", field: str | None = None, spl
         )]
     if not records and not problems:
         problems.append(_empty_file_problem(file, "JSON array"))
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    return RawTable(frame.astype(object) if len(frame) else frame, file, lines, problems, bad, ends, notes, splits)
+    frame = pd.DataFrame(records, dtype=object) if records else pd.DataFrame()  # object: no string inference
+    return RawTable(frame.astype(object) if len(frame) else frame, file, lines, problems, bad, ends,
+                    read.notes + notes, splits)
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -737,14 +984,17 @@ def read_jsonl(path: Path, encoding: str = "utf-8", field: str | None = None, **
     ``field`` (dotted) names the key of each line that holds its record (``{"id": 7, "data": {...}}``).
     """
     file = display_path(path)
-    text, bad = _read_text_file(path, encoding)
+    read = _read_text_file(path, encoding, "JSON Lines text")
+    if isinstance(read, RawTable):
+        return read
+    text, bad = read.text, read.bad
     if not text.strip():
         return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)], bad)
     stripped = text.lstrip()
     if stripped.startswith("[") or (stripped.startswith("{") and "\n" in stripped.rstrip()):
         try:
             whole = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             whole = None
         first = stripped.split("\n", 1)[0]
         if (isinstance(whole, list) and not _is_row(whole)) or (isinstance(whole, dict) and not _parses(first)):
@@ -760,6 +1010,9 @@ def read_jsonl(path: Path, encoding: str = "utf-8", field: str | None = None, **
             continue
         try:
             values.append(loads(line))
+        except RecursionError:
+            problems.append(_too_deep(file, line, n))
+            continue
         except json.JSONDecodeError as e:
             problems.append(Problem(
                 kind="malformed_json", file=file, line=n,
@@ -774,8 +1027,8 @@ def read_jsonl(path: Path, encoding: str = "utf-8", field: str | None = None, **
                                   lambda i: f"line {lines[i]}", fix)
     keep = [i for i, record in enumerate(records) if record is not None]
     records = [records[i] for i in keep]
-    frame = pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
-    return RawTable(frame, file, [lines[i] for i in keep], problems, bad)
+    frame = pd.DataFrame(records, dtype=object) if records else pd.DataFrame()  # object: no string inference
+    return RawTable(frame, file, [lines[i] for i in keep], problems, bad, notes=read.notes)
 
 
 # --------------------------------------------------------------------------- Parquet, text
@@ -792,6 +1045,8 @@ def read_parquet(path: Path, **_) -> RawTable:
         return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)])
     try:
         table = pq.read_table(path)
+    except PermissionError:
+        raise  # the loader reports it as unreadable, like any file
     except (pa.ArrowInvalid, OSError) as e:
         return RawTable(pd.DataFrame(), file, [], [Problem(
             kind="malformed_parquet", file=file,
@@ -808,7 +1063,10 @@ def read_parquet(path: Path, **_) -> RawTable:
 def read_text(path: Path, encoding: str = "utf-8", text_unit: str = "line", **_) -> RawTable:
     """Plain text: one record per non-blank line, per paragraph, or the whole file."""
     file = display_path(path)
-    text, bad = _read_text_file(path, encoding)
+    read = _read_text_file(path, encoding)
+    if isinstance(read, RawTable):
+        return read
+    text, bad = read.text, read.bad
     if not text.strip():
         return RawTable(pd.DataFrame(), file, [], [_empty_file_problem(file)], bad)
     records: list[str] = []
@@ -842,7 +1100,7 @@ def read_text(path: Path, encoding: str = "utf-8", text_unit: str = "line", **_)
                     "one text per line.",
             fix="Pass reader='tsv' (--reader tsv) to read the columns.",
         ))
-    return RawTable(pd.DataFrame({"text": records}, dtype=object), file, lines, problems, bad)
+    return RawTable(pd.DataFrame({"text": records}, dtype=object), file, lines, problems, bad, notes=read.notes)
 
 
 def reader_for(path: Path, name: str | None = None) -> ReaderFn | None:

@@ -14,7 +14,7 @@ from ..clean import DuplicateReport, find_duplicates
 from ..dataset import LoadedDataset, ValidationReport
 from ..load import load_table
 from ..pii import PiiReport, scan_pii
-from ..problems import DatasetError, Problem, display_path
+from ..problems import DatasetError, Problem, display_path, outside_link_problem
 from ..readers import SUFFIXES as DATA_SUFFIXES
 from .base import Block, ChunkStats, DocumentConfig, FileError, FileResult, status_of
 from .budget import TimeUp, within
@@ -102,17 +102,8 @@ def _files(source: Path) -> list[Path]:
 
 def _outside(path: Path, root: Path) -> FileResult | None:
     """A refusal when ``path`` is a link whose target lies outside the folder ``root`` (resolved)."""
-    target = path.resolve()
-    if target.is_relative_to(root):
-        return None
-    file = str(Path(display_path(path.parent)) / path.name)  # the link, not what it points to
-    what = "folder" if target.is_dir() else "file"
-    return FileResult(file, "error", problems=(Problem(
-        kind="outside_source", file=file,
-        message=f"a symbolic link to the {what} {target}, outside the folder being ingested; it was not read.",
-        fix=f"If the {what} belongs in the corpus, copy it into the folder (a copy, not a link); "
-            "otherwise delete the link.",
-    ),))
+    problem = outside_link_problem(path, root, "ingested")
+    return None if problem is None else FileResult(problem.file, "error", problems=(problem,))
 
 
 def is_document_source(source) -> bool:
