@@ -20,7 +20,8 @@ from workbench.config import ConfigError, DataConfig, ExperimentConfig, ModelCon
     dump_yaml, from_dict
 from workbench.data import DatasetError, data_report, load_dataset
 from workbench.pipeline import experiment_splits
-from workbench.run_folders import INTERRUPTED, RunRecord, manifest, write_config, write_manifest
+from workbench.run_folders import RunRecord, manifest, write_config, write_manifest
+from workbench.run_status import STOPPED_BY_USER
 from workbench.runs_table import RunComparison, compare_runs, list_runs
 from workbench.tokenizer import load_tokenizer, tokenizer_name
 from workbench.tokens import length_stats
@@ -134,7 +135,7 @@ def test_runs_panel_shows_status_and_the_metrics_one_run_lacks(tmp_path):
 # --------------------------------------------------------------------------- 3. Ctrl-C
 
 
-def test_ctrl_c_marks_the_run_and_its_training_step_interrupted(tmp_path, monkeypatch):
+def test_ctrl_c_marks_the_run_and_its_training_step_stopped(tmp_path, monkeypatch):
     intents(tmp_path / "data", {"a": 8, "b": 8})
     cfg = ExperimentConfig(name="x", data=DataConfig(source=str(tmp_path / "data"), test=0.25, validation=0.25),
                            notebooks=["03_finetune.ipynb"])
@@ -151,13 +152,13 @@ def test_ctrl_c_marks_the_run_and_its_training_step_interrupted(tmp_path, monkey
         runner.run_experiment(cfg, tmp_path / "runs")
     run = next((tmp_path / "runs" / "x").iterdir())
     status = json.loads((run / "status.json").read_text())
-    assert (status["status"], status["reason"], status["step"]) == ("interrupted", INTERRUPTED, "1/1 finetune-full")
-    assert "Ctrl-C" in INTERRUPTED
+    assert (status["status"], status["reason"], status["step"]) == ("stopped", STOPPED_BY_USER, "1/1 finetune-full")
+    assert "Ctrl-C" in STOPPED_BY_USER
     step = json.loads((run / "train-full" / "status.json").read_text())
-    assert (step["status"], step["reason"]) == ("interrupted", INTERRUPTED) and "finished" in step
+    assert (step["status"], step["reason"]) == ("stopped", STOPPED_BY_USER) and "finished" in step
 
 
-def test_ctrl_c_in_workbench_train_leaves_the_folder_interrupted(tmp_path, monkeypatch):
+def test_ctrl_c_in_workbench_train_leaves_the_folder_stopped(tmp_path, monkeypatch):
     intents(tmp_path / "data", {"a": 8, "b": 8})
     out = tmp_path / "train"
 
@@ -169,7 +170,7 @@ def test_ctrl_c_in_workbench_train_leaves_the_folder_interrupted(tmp_path, monke
     cfg = ExperimentConfig(data=DataConfig(source=str(tmp_path / "data")), train=TrainConfig(output_dir=str(out)))
     with pytest.raises(KeyboardInterrupt):
         pipeline.finetune(cfg)
-    assert json.loads((out / "status.json").read_text())["status"] == "interrupted"
+    assert json.loads((out / "status.json").read_text())["status"] == "stopped"
 
 
 # --------------------------------------------------------------------------- 4. steps per epoch of the rows that train
@@ -201,7 +202,7 @@ def test_the_token_panel_passes_the_train_rows_on():
     ds = load_dataset(pd.DataFrame({"text": ["a b", "c d", "e"], "label": ["x", "y", "x"]}))
     p = TokenPanel(ds, {"words": word_tokenizer(WORDS)}, TokenConfig(sample=None, batch_size=1), report=report,
                    train_rows=2)
-    assert asked == [2] and "train_rows" in p.table.value
+    assert asked == [2] and "rows per epoch" in p.table.value
 
 
 # --------------------------------------------------------------------------- 5. readable tokenizer names

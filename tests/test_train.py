@@ -241,7 +241,7 @@ def test_kill_minus_nine_then_resume_matches_an_uninterrupted_run(tmp_path, base
     assert marker.exists(), "the run never reached its second checkpoint"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert read_status(tmp_path / "killed")["status"] == "running"      # what a crash leaves behind
+    assert read_status(tmp_path / "killed")["status"] == "died"         # running, said by a process that is gone
 
     resumed = finetune(from_dict(ExperimentConfig, spec))
     assert resumed.metrics["resumed_from"].endswith(("checkpoint-20", "checkpoint-30"))

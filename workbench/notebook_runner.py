@@ -8,40 +8,50 @@ executions: one fine-tuning step per method, a pretraining step first when the e
 pretrains, the comparison over every model made before it.
 
 A failing cell or a dead kernel (killed, out of memory) marks the run failed, keeps the
-executed notebook, and raises ``RunFailed`` with a one-line reason.
+executed notebook, and raises ``RunFailed`` with a one-line reason; so does a failure before
+the first notebook (the data, a full disk). Ctrl-C marks it stopped. While it runs, its
+``status.json`` carries the runner's pid and a heartbeat, so a killed runner reads as died
+(``workbench.run_status``). Each executed notebook is written to ``NN-step.partial.ipynb``
+while its step runs (papermill saves it after every cell) and renamed to ``NN-step.ipynb``
+once complete, so that name never holds a notebook cut short by a kill or a full disk.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from .config import ConfigError, ExperimentConfig, dump_yaml, section_names
 from .files import atomic_write_text
-from .pipeline import corpus_section, experiment_splits
+from .pipeline import corpus_section, experiment_splits, input_fingerprints
 from .progress import LogTail, TerminalProgress
 from .run_folders import (
-    INTERRUPTED,
     RunFailed,
     RunRecord,
-    close_status,
     collect_metrics,
     manifest,
     new_run_dir,
+    redact_step_files,
     write_config,
     write_manifest,
     write_metrics,
     write_status,
 )
+from .run_status import FAILED, RUNNING, STOPPED, STOPPED_BY_USER, SUCCEEDED, close_status, disk_full, \
+    disk_full_message
 from .tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 #: A notebook's config class (``metadata.workbench.configs``) to its experiment section, from ExperimentConfig.
 SECTION_OF = section_names()
+#: What to do after a run failed for want of disk space.
+RERUN = "run it again (`workbench rerun <run folder>` repeats it)"
 
 
 # --------------------------------------------------------------------------- notebooks and their parameters
@@ -130,12 +140,30 @@ def _kernel_manager(log: Path):
     return KernelManager
 
 
+def partial_path(out: Path) -> Path:
+    """Where the notebook of a step that is running (or was cut short) is: ``NN-step.partial.ipynb``."""
+    return out.with_name(f"{out.stem}.partial{out.suffix}")
+
+
+def _settle(partial: Path, out: Path) -> None:
+    """Rename a step's notebook to its final name when it is whole JSON; one cut short keeps its partial name."""
+    try:
+        json.loads(partial.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    os.replace(partial, out)
+
+
 def _execute(path: Path, out: Path, params: dict, timeout: int | None) -> None:
     import papermill as pm
 
-    pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
-                        progress_bar=False, execution_timeout=timeout, log_output=False,
-                        kernel_manager_class=_kernel_manager(out.with_suffix(".kernel.log")))
+    partial = partial_path(out)
+    try:
+        pm.execute_notebook(str(path), str(partial), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
+                            progress_bar=False, execution_timeout=timeout, log_output=False,
+                            kernel_manager_class=_kernel_manager(out.with_suffix(".kernel.log")))
+    finally:  # papermill wrote the notebook, errors shown, before raising a cell's failure
+        _settle(partial, out)
 
 
 def _headline(message: str, limit: int = 400) -> str:
@@ -147,6 +175,8 @@ def _headline(message: str, limit: int = 400) -> str:
 
 def _reason(exc: BaseException, notebook: Path) -> str:
     name = type(exc).__name__
+    if disk_full(exc):
+        return f"{notebook.name}: {disk_full_message(exc, notebook.parent, then=RERUN)}"
     if name == "PapermillExecutionError":
         return f"{notebook.name}: cell {exc.exec_count}: {exc.ename}: {_headline(str(exc.evalue))}"
     if name in ("DeadKernelError",) or "died" in str(exc).lower() or "dead" in str(exc).lower():
@@ -228,21 +258,47 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
         progress: Draw a progress bar on stderr while a training step runs (from its training log).
 
     Raises:
-        RunFailed: a cell failed or the kernel died; the run folder keeps the executed notebook.
-        KeyboardInterrupt: Ctrl-C, after the run's status (and a training step's own) says ``interrupted``.
+        RunFailed: a cell failed, the kernel died, or the disk filled; the run folder keeps the executed notebook.
+        KeyboardInterrupt: Ctrl-C, after the run's status (and a training step's own) says ``stopped``.
+        DatasetError, ConfigError: the data or the config, before the first notebook; the run says failed.
     """
     start = time.time()
     # Absolute: notebooks run in notebooks/, and every path handed to them derives from this one.
     run_dir = (run_dir or new_run_dir(cfg, Path(runs_root))).resolve()
+    try:
+        write_status(run_dir, RUNNING, start)
+        return _run_steps(cfg, run_dir, start, argv, timeout, echo, progress)
+    except RunFailed:
+        raise
+    except BaseException as e:  # noqa: BLE001 - outside the notebooks (the data, the disk): recorded, re-raised
+        if getattr(e, "recorded", False):  # Ctrl-C in a step: its handler wrote it
+            raise
+        stopped = isinstance(e, KeyboardInterrupt)
+        reason = STOPPED_BY_USER if stopped else disk_full_message(e, run_dir, then=RERUN) if disk_full(e) else (
+            f"{type(e).__name__}: {_headline(str(e))}")
+        _record(run_dir, STOPPED if stopped else FAILED, start, reason)
+        if disk_full(e):
+            raise RunFailed(run_dir, reason) from None
+        raise
+
+
+def _record(run_dir: Path, status: str, start: float, reason: str, **extra) -> None:
+    """Write how a run ended; a disk too full for it leaves the status running, which readers call died."""
+    try:
+        write_status(run_dir, status, start, reason, finished=time.time(), **extra)
+    except OSError:
+        pass
+
+
+def _run_steps(cfg: ExperimentConfig, run_dir: Path, start: float, argv, timeout, echo, progress) -> RunRecord:
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
     man = manifest(cfg, run_dir, argv)
     write_manifest(run_dir, man)
-    write_status(run_dir, "running", start)
     # The data fingerprints come from the same splitting the training uses, so rerun can check them.
     splits = experiment_splits(cfg, out_dir=run_dir / "data" / "splits")
     man["data"] = {"source": cfg.data.source, "source_fingerprint": splits.source_fingerprint,
-                   "splits": dict(splits.fingerprints)}
+                   "splits": dict(splits.fingerprints), "inputs": input_fingerprints(cfg)}
     write_manifest(run_dir, man)
     plan = _step_plan(cfg, run_dir)
     for i, (name, label, extra, step_cfg) in enumerate(plan, start=1):
@@ -250,7 +306,7 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
         out = run_dir / "notebooks" / f"{i:02d}-{label}.ipynb"
         if echo:
             echo(f"[{i}/{len(plan)}] {label}: {path.name}")
-        write_status(run_dir, "running", start, step=f"{i}/{len(plan)} {label}")
+        write_status(run_dir, RUNNING, start, step=f"{i}/{len(plan)} {label}")
         step_cfg = absolute_paths(step_cfg)
         params = notebook_parameters(path, step_cfg, {**extra, "experiment": ""})
         if "experiment" in params:  # notebooks that take the whole resolved step config, not only their form
@@ -265,19 +321,24 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
         try:
             _execute(path, out, params, timeout)
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised as RunFailed
-            status, reason = ("interrupted", INTERRUPTED) if isinstance(e, KeyboardInterrupt) else ("failed",
-                                                                                                   _reason(e, out))
-            write_status(run_dir, status, start, reason, finished=time.time(), step=f"{i}/{len(plan)} {label}")
+            status, reason = (STOPPED, STOPPED_BY_USER) if isinstance(e, KeyboardInterrupt) else (FAILED,
+                                                                                                 _reason(e, out))
+            _record(run_dir, status, start, reason, step=f"{i}/{len(plan)} {label}")
             if extra.get("output_dir"):  # a kernel shut down mid-training leaves its folder saying running
-                close_status(Path(extra["output_dir"]), status, reason)
+                try:
+                    close_status(Path(extra["output_dir"]), status, reason)
+                except OSError:
+                    pass
             if isinstance(e, KeyboardInterrupt):
+                e.recorded = True
                 raise
             raise RunFailed(run_dir, reason) from None
         finally:
             if tail is not None:
                 tail.stop()
                 bar.close()
+            redact_step_files(out, partial_path(out), run_dir / "notebooks" / f"{i:02d}-{label}.yaml")
     metrics = collect_metrics(run_dir)
     write_metrics(run_dir, metrics)
-    write_status(run_dir, "succeeded", start, finished=time.time())
-    return RunRecord(run_dir, "succeeded", metrics, time.time() - start)
+    write_status(run_dir, SUCCEEDED, start, finished=time.time())
+    return RunRecord(run_dir, SUCCEEDED, metrics, time.time() - start)

@@ -19,6 +19,7 @@ from .config import ExperimentConfig
 from .data import DatasetError, data_report, load_dataset, split_dataset
 from .data.dataset import LoadedDataset
 from .data.split import Splits
+from .presets import model_fingerprint
 from .progress import TerminalProgress
 from .tasks import get_task
 from .train import TrainResult, pretrain, run_training
@@ -96,11 +97,22 @@ def corpus_section(cfg: ExperimentConfig):
                    validation=0.0, test=0.0, stratify=None)
 
 
+def input_fingerprints(cfg: ExperimentConfig) -> dict:
+    """What a run reads besides its data splits, fingerprinted: the base model (``presets.model_fingerprint``;
+    None for a hub id) and the pretraining corpus (all of it, held-out documents included). A rerun
+    (``repeat.rerun``) refuses when one of them changed since."""
+    out = {"base_model": model_fingerprint(cfg.model.name_or_path)}
+    if cfg.pretrain.source:
+        whole = replace(cfg, data=corpus_section(cfg), pretrain=replace(cfg.pretrain, held_out=0.0))
+        out["pretraining_corpus"] = pretraining_corpus(whole).fingerprint()
+    return out
+
+
 def finetune(cfg: ExperimentConfig, progress: bool = False, stop: threading.Event | None = None,
              on_log: Callable[[dict], None] | None = None) -> TrainResult:
     """Train the experiment's model on its data (the train split, or ``data.max_train_rows`` of it); returns the result.
 
-    Ctrl-C leaves the training folder's status ``interrupted`` (``run_training``), then goes on up.
+    Ctrl-C leaves the training folder's status ``stopped`` (``run_training``), then goes on up.
     """
     callback = on_log
     if progress:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from .model_sources import preset_licences, preset_summaries, resolve_source
+from .model_sources import SOURCE_RECORD, file_sha256, preset_licences, preset_summaries, resolve_source
 from .tokenizer import load_tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,31 @@ def resolve_path(name_or_path: str) -> str:
         return str(minilm_path())
     folder = resolve_source(str(name_or_path))
     return str(folder) if folder is not None else str(name_or_path)
+
+
+#: The files of a model folder that make the model: weights, configs, tokenizer, chat template.
+MODEL_FILES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja", ".gguf", ".tiktoken")
+
+
+def model_fingerprint(name_or_path: str) -> str | None:
+    """A content hash of the model a name stands for (a preset, a ``.gguf`` file, a local folder: the names and
+    sha256 of its weight, config and tokenizer files, ``MODEL_FILES``); None for a hub id or no model, which
+    cannot be checked offline. A run records it, and a rerun refuses a base that changed since."""
+    if not str(name_or_path).strip():
+        return None
+    path = Path(resolve_path(str(name_or_path))).expanduser()
+    if path.is_file():
+        files, root = [path], path.parent
+    elif path.is_dir():
+        root = path
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MODEL_FILES
+                       and p.name != SOURCE_RECORD and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    else:
+        return None
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def tiny_llama(vocab_size: int, **overrides):

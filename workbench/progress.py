@@ -43,7 +43,7 @@ class TerminalProgress:
             self.evaluation = f" val loss {entry['eval_loss']:.4f}"
         t0, s0 = self.first
         rate = (step - s0) / (now - t0) if step > s0 and now > t0 else 0.0
-        eta = f"ETA {_duration((total - step) / rate)}" if rate else "ETA ?"
+        eta = f"ETA {duration((total - step) / rate)}" if rate else "ETA ?"
         done = min(1.0, step / total)
         bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
         extra = (f" loss {self.loss:.4f}" if isinstance(self.loss, (int, float)) else "") + (
@@ -67,7 +67,8 @@ class TerminalProgress:
             self.open = False
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``75`` as ``1m15s``, ``42`` as ``42s``: a time left, read at a glance."""
     seconds = int(max(0, seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from .config import ConfigError, ExperimentConfig, load_yaml
 from .data import DatasetError, Problem
 from .notebook_runner import run_experiment
-from .pipeline import experiment_splits
-from .run_folders import RunRecord, locate_paths
+from .pipeline import experiment_splits, input_fingerprints
+from .run_folders import RunRecord, locate_paths, redacted_fields
 
 
 def rerun(run_dir: str | Path, runs_root: str | Path | None = None, echo=None,
@@ -35,6 +35,11 @@ def rerun(run_dir: str | Path, runs_root: str | Path | None = None, echo=None,
                           "runs/<experiment>/<run-id> that `workbench run` made (`workbench runs` lists them).")
     man = json.loads((run_dir / "manifest.json").read_text())
     cfg = locate_paths(load_yaml(ExperimentConfig, run_dir / "config.yaml"), man, run_dir)
+    secret = redacted_fields(cfg)
+    if secret:
+        raise ConfigError(f"{run_dir}: {', '.join(secret)} held a secret, which the run folder does not keep, so "
+                          "the run cannot be repeated from it. Run the experiment again with `workbench run`, "
+                          "giving the secret with -p (it is redacted from the new run folder too).")
     recorded = man.get("data", {})
     if recorded.get("splits"):
         now = experiment_splits(cfg).fingerprints
@@ -45,6 +50,18 @@ def rerun(run_dir: str | Path, runs_root: str | Path | None = None, echo=None,
                 kind="fingerprint_mismatch", file=cfg.data.source,
                 message=f"the data changed since {run_dir.name} ran ({detail}), so the run cannot be repeated.",
                 fix="Restore the data the run used, or start a new run with `workbench run`."))
+    if recorded.get("inputs"):
+        now = input_fingerprints(cfg)
+        what = {"base_model": ("the base model", cfg.model.name_or_path),
+                "pretraining_corpus": ("the pretraining corpus", cfg.pretrain.source)}
+        for key, then in recorded["inputs"].items():
+            if then is not None and now.get(key) != then:
+                name, where = what.get(key, (key, ""))
+                raise DatasetError(Problem(
+                    kind="fingerprint_mismatch", file=str(where),
+                    message=f"{name} changed since {run_dir.name} ran ({then} then, {now.get(key)} now), so the "
+                            "run cannot be repeated.",
+                    fix=f"Restore {name} the run used, or start a new run with `workbench run`."))
     root = Path(runs_root) if runs_root else run_dir.parent.parent
     return run_experiment(cfg, root, echo=echo, progress=progress)
 

@@ -8,7 +8,8 @@ A run of an experiment lives in ``runs/<name>/<run-id>/``::
                        directory and each local path of the config as given, absolute and relative to
                        it (``paths``: what rerun finds the data by), and for a GGUF base its file,
                        sha256 and de-quantization (workbench.model_sources)
-    status.json        running / succeeded / failed / interrupted, with a one-line reason; written atomically
+    status.json        running / succeeded / failed / stopped (Ctrl-C), with a one-line reason, the runner's pid,
+                       host and heartbeat (workbench.run_status: a killed run reads as died); written atomically
     notebooks/         the executed notebooks, errors shown in them; each step's config (.yaml)
                        and its kernel's stderr (.kernel.log)
     data/              the splits and their fingerprints (made by the runner, as training makes them)
@@ -32,17 +33,26 @@ from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .config import ExperimentConfig, dump_yaml
+from .config import ExperimentConfig, dump_yaml, to_dict
 from .data import DatasetError, Problem
+from .data.pii import redact_text
 from .files import atomic_write_json, atomic_write_text
+from . import run_status
 from .model_sources import manifest_entry
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = re.compile(r"(token|secret|password|passwd|api[_-]?key|auth|credential)", re.I)
+#: Keys whose values are secrets: ``token``, ``hub_token``, ``api-key``, ``password``... (not ``max_new_tokens``).
+SECRET = re.compile(r"(?:^|[_-])(?:token|secret|password|passwd|pwd|api[_-]?key|access[_-]?key|auth|credentials?)$",
+                    re.I)
+#: ``password=x``, ``token: x``, ``api-key = x`` inside a string (a command line, a URL query, a source).
+SECRET_ASSIGNMENT = re.compile(r"(?<![A-Za-z0-9])((?:[A-Za-z0-9]+[_-])*(?:token|secret|password|passwd|pwd|api[_-]?key|access[_-]?key)\s*[=:]\s*)"
+                               r"(?!\*\*\*|\"\"|'')[^\s,;&]+", re.I)
+#: What the personal-data scanner finds that is a secret, not personal data.
+SECRET_KINDS = ("url_credentials", "private_key", "api_key", "password")
+#: What ``redact`` leaves where a secret was.
+REDACTED = ("***", "[CREDENTIALS]", "[PRIVATE_KEY]", "[API_KEY]", "[PASSWORD]")
 #: Config fields that may name a local file or folder (otherwise a hub id or a preset).
 PATH_FIELDS = ("data.source", "pretrain.source", "model.name_or_path")
-#: The reason recorded for a run or step stopped with Ctrl-C.
-INTERRUPTED = "interrupted by the user (Ctrl-C)"
 PACKAGES = ("workbench", "torch", "transformers", "tokenizers", "datasets", "peft", "bitsandbytes", "accelerate",
             "pandas", "numpy", "scikit-learn", "sacrebleu", "papermill", "ipywidgets", "gguf")
 
@@ -83,16 +93,68 @@ def new_run_dir(cfg: ExperimentConfig, runs_root: Path) -> Path:
 
 
 def redact(value, key: str = ""):
-    """Replace values under secret-looking keys (token, password, api_key...) with ``***``."""
+    """``value`` with its secrets replaced, wherever they come from (a spec, ``-p``, the command line).
+
+    Values under secret-looking keys (token, password, api_key...) become ``***``; in strings, what the
+    personal-data scanner calls a secret (``SECRET_KINDS``: ``user:password@`` in URLs, private keys, API
+    key shapes, a value after ``password:``) becomes its tag, and ``password=x`` / ``token: x`` become
+    ``password=***`` / ``token: ***`` whatever the value looks like.
+    """
     if isinstance(value, dict):
         return {k: redact(v, k) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [redact(v, key) for v in value]
     if key and SECRET.search(key) and value not in (None, ""):
         return "***"
     if isinstance(value, str):
-        return re.sub(r"((?:token|secret|password|api[_-]?key)=)[^\s,]+", r"\1***", value, flags=re.I)
+        value = redact_text(value, kinds=SECRET_KINDS)[0]
+        return SECRET_ASSIGNMENT.sub(r"\1***", value)
     return value
+
+
+def redacted_yaml(cfg: ExperimentConfig) -> str:
+    """The resolved experiment as YAML, its secrets redacted (``redact``): what a run folder keeps."""
+    return dump_yaml(redact(to_dict(cfg)))
+
+
+def redacted_fields(cfg: ExperimentConfig) -> list[str]:
+    """``section.field`` names of a config read back from a run folder that hold a redaction (``REDACTED``):
+    their secrets were not kept, so a rerun cannot restore them."""
+    return [f"{s}.{k}" for s, fields in to_dict(cfg).items() if isinstance(fields, dict)
+            for k, v in fields.items() if any(mark in str(v) for mark in REDACTED)]
+
+
+def _joined(text) -> str:
+    return text if isinstance(text, str) else "".join(text)
+
+
+def redact_step_files(*paths: Path) -> None:
+    """Redact the secrets in files a notebook step was handed or wrote (its executed notebook, with the
+    parameters papermill injected, and its step YAML) once the step is over, atomically."""
+    for path in paths:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        if path.suffix == ".ipynb":
+            try:
+                nb = json.loads(text)
+            except ValueError:  # a notebook cut short (full disk): redact it as text
+                kept = redact(text)
+            else:
+                for cell in nb.get("cells", []):
+                    if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+                        cell["source"] = redact(_joined(cell["source"]))
+                    for output in cell.get("outputs", []):  # text a cell printed or displayed
+                        if "text" in output:
+                            output["text"] = redact(_joined(output["text"]))
+                        for mime, data in output.get("data", {}).items():
+                            if mime.startswith("text/"):
+                                output["data"][mime] = redact(_joined(data))
+                kept = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        else:
+            kept = redact(text)
+        if kept != text:
+            atomic_write_text(path, kept)
 
 
 def _git() -> dict:
@@ -222,35 +284,19 @@ def locate_paths(cfg: ExperimentConfig, man: dict, run_dir: Path) -> ExperimentC
 
 
 def write_config(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """``config.yaml``: the resolved experiment."""
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    """``config.yaml``: the resolved experiment, its secrets redacted (``redact``)."""
+    atomic_write_text(run_dir / "config.yaml", redacted_yaml(cfg))
 
 
 def write_manifest(run_dir: Path, man: dict) -> None:
     """``manifest.json`` (see ``manifest``)."""
-    atomic_write_json(run_dir / "manifest.json", man)
+    atomic_write_json(run_dir / "manifest.json", redact(man))
 
 
 def write_status(run_dir: Path, status: str, started: float, reason: str = "", **extra) -> None:
-    """``status.json``: ``{"status", "reason", "started", **extra}`` (``step``, ``finished``), written atomically."""
-    atomic_write_json(run_dir / "status.json", {"status": status, "reason": reason, "started": started, **extra})
-
-
-def close_status(folder: Path, status: str, reason: str) -> bool:
-    """Mark a step's own ``status.json`` (a training folder's) ``status`` with ``reason`` if it still says running.
-
-    A step whose process ended without writing its outcome (its kernel shut down after Ctrl-C)
-    would otherwise say running for ever. Returns whether it was changed.
-    """
-    path = Path(folder) / "status.json"
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    if old.get("status") != "running":
-        return False
-    atomic_write_json(path, {**old, "status": status, "reason": reason, "finished": time.time()})
-    return True
+    """``status.json``: ``{"status", "reason", "started", **extra}`` (``step``, ``finished``), with this process's
+    pid, host and heartbeat (``workbench.run_status.write_status``), written atomically."""
+    run_status.write_status(run_dir, status, reason, started=started, **extra)
 
 
 def collect_metrics(run_dir: Path) -> dict:

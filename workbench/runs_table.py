@@ -1,6 +1,10 @@
 """The runs table: every run folder under a runs root, two runs compared, their training logs and reports.
 
-``workbench runs`` and ``workbench.panels.RunsPanel`` both read runs through these functions.
+``workbench runs`` and ``workbench.panels.RunsPanel`` both read runs through these functions. A
+run is listed as its ``status.json`` says, except that a run saying ``running`` whose process
+is gone (or whose heartbeat stopped) is listed as ``died``, with the last step it reached and
+the last line it logged (``workbench.run_status``). Training folders of ``workbench train``
+(``runs/train/<name>``) are listed too, as experiment ``train``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,55 @@ from pathlib import Path
 from .config import ConfigError, ExperimentConfig, load_yaml, to_dict
 from .methods import get_method
 from .run_folders import PATH_FIELDS, collect_metrics
+from .run_status import DIED, read_status
 from .train import load_log
+
+
+def _last_line(path: Path, limit: int = 200) -> str:
+    """The last non-empty line of a text file (its end only is read)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 8192))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _entry_text(entry: dict) -> str:
+    """A training-log entry in one line: step, loss, evaluation figures."""
+    shown = [f"step {entry.get('step')}/{entry.get('max_steps')}"]
+    shown += [f"{k} {v:.4g}" for k, v in entry.items()
+              if (k in ("loss", "learning_rate") or k.startswith("eval_")) and isinstance(v, (int, float))]
+    return ", ".join(shown)
+
+
+def last_activity(run_dir: str | Path) -> tuple[str, str]:
+    """(last step, last log line) of a run or training folder: where it was when it last wrote.
+
+    The step is the runner's step (``2/3 finetune-lora``) and the training step its newest
+    training log reached; the log line is the newest line of the training logs and notebook
+    kernel logs, whichever was written last.
+    """
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    logs = [p for p in [run_dir / "train_log.jsonl", *sorted(run_dir.glob("train-*/train_log.jsonl")),
+                        run_dir / "pretrain" / "train_log.jsonl"] if p.exists()]
+    kernel_logs = [p for p in sorted((run_dir / "notebooks").glob("*.kernel.log")) if p.stat().st_size]
+    steps = [str(status["step"])] if status.get("step") else []
+    newest_train = max(logs, key=lambda p: p.stat().st_mtime, default=None)
+    entries = load_log(newest_train.parent) if newest_train else []
+    if entries:
+        steps.append(f"training step {entries[-1]['step']}/{entries[-1].get('max_steps', '?')}")
+    newest = max(logs + kernel_logs, key=lambda p: p.stat().st_mtime, default=None)
+    if newest is None:
+        line = ""
+    elif newest.suffix == ".jsonl":
+        line = _entry_text(entries[-1]) if entries else ""
+    else:
+        line = f"{newest.name}: {_last_line(newest)}"
+    return ", ".join(steps), line
 
 
 def list_runs(runs_root: str | Path = "runs"):
@@ -22,9 +74,13 @@ def list_runs(runs_root: str | Path = "runs"):
     rows = []
     for status_file in sorted(Path(runs_root).glob("*/*/status.json")):
         run_dir = status_file.parent
-        status = json.loads(status_file.read_text())
+        status = read_status(run_dir)
         row = {"experiment": run_dir.parent.name, "run": run_dir.name, "status": status.get("status"),
                "reason": status.get("reason", ""), "path": str(run_dir)}
+        if status["status"] == DIED:
+            step, line = last_activity(run_dir)
+            row["reason"] = status["died_because"] + (f"; last step {step}" if step else "") + (
+                f"; last log: {line}" if line else "")
         cfg_file = run_dir / "config.yaml"
         if cfg_file.exists():
             try:
@@ -43,6 +99,9 @@ def list_runs(runs_root: str | Path = "runs"):
                     for key in ("eval_accuracy", "eval_loss"):
                         if key in values:
                             row[f"{step}:{key}"] = values[key]
+            for key in ("eval_accuracy", "eval_loss"):  # a training folder (workbench train): its own figures
+                if isinstance(m.get(key), (int, float)):
+                    row[key] = m[key]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -73,7 +132,8 @@ class RunComparison:
 
     runs: tuple[str, str]
     status: tuple[str, str]
-    """Each run's status (``succeeded``, ``failed``, ``interrupted``, ``running``; ``unknown`` without status.json)."""
+    """Each run's status (``succeeded``, ``failed``, ``stopped``, ``running``, ``died``; ``unknown`` without
+    status.json)."""
     reasons: tuple[str, str]
     """Each run's one-line failure reason (empty when it has none)."""
     config: list[tuple[str, object, object]]
@@ -144,9 +204,9 @@ def compare_runs(a: str | Path, b: str | Path) -> RunComparison:
 
     ma, mb = numbers(a), numbers(b)
     metrics = [(k, ma[k], mb[k], mb[k] - ma[k]) for k in sorted(set(ma) & set(mb)) if ma[k] != mb[k]]
-    sa, sb = _read_json(a / "status.json"), _read_json(b / "status.json")
-    return RunComparison((str(a), str(b)), (sa.get("status", "unknown"), sb.get("status", "unknown")),
-                         (sa.get("reason", ""), sb.get("reason", "")), config, metrics,
+    sa, sb = read_status(a), read_status(b)
+    ra, rb = (s["died_because"] if s["status"] == DIED else s.get("reason", "") for s in (sa, sb))
+    return RunComparison((str(a), str(b)), (sa["status"], sb["status"]), (ra, rb), config, metrics,
                          sorted(set(ma) - set(mb)), sorted(set(mb) - set(ma)), len(set(ma) & set(mb)))
 
 

@@ -110,6 +110,10 @@ def task_for(ds: LoadedDataset) -> Task:
 def label_names(train: LoadedDataset, *others: LoadedDataset | None) -> list[str]:
     """Sorted class names of the training split; other splits may not bring new ones."""
     names = sorted({str(x) for x in train.frame["label"]})
+    if len(names) < 2:
+        raise TrainingError(f"{train.source}: every training example has the label {names[0] if names else '(none)'}"
+                            "; a classifier needs at least two classes to learn anything (it would score 100% by "
+                            "always answering that label). Add examples of the other classes, or check the label column.")
     known = set(names)
     for ds in others:
         if ds is None:
@@ -134,6 +138,14 @@ def prepare_classification(ds: LoadedDataset, tokenizer, labels: list[str], max_
     return datasets.Dataset.from_dict(cols)
 
 
+def untrained_error(ds: LoadedDataset, rows: list[int] | tuple[int, ...], max_length: int) -> TrainingError:
+    """The error for examples with no trained token within ``max_length`` (their prompts fill the window)."""
+    where = ", ".join(ds.where(r) for r in rows[:5])
+    return TrainingError(
+        f"{len(rows)} examples would train on nothing: every label is masked within max_length={max_length} "
+        f"({where}{' ...' if len(rows) > 5 else ''}). Raise max_length, shorten those prompts, or drop them.")
+
+
 def prepare_sft(ds: LoadedDataset, tokenizer, cfg):
     """Tokenized SFT or corpus examples (input_ids, labels, length), packed when ``cfg.packing``.
 
@@ -142,8 +154,8 @@ def prepare_sft(ds: LoadedDataset, tokenizer, cfg):
     import datasets
 
     records = ds.frame[list(ds.fields)].to_dict("records")
-    ids, labels = [], []
-    for rec in records:
+    ids, labels, untrained = [], [], []
+    for row, rec in enumerate(records):
         if ds.spec.raw_text:
             # Documents are cut into max_length pieces, not truncated: pretraining sees all of the text.
             ex = tokenize_example(format_example(rec, ds.spec, tokenizer, cfg), tokenizer, None)
@@ -156,6 +168,10 @@ def prepare_sft(ds: LoadedDataset, tokenizer, cfg):
         ex = tokenize_example(format_example(rec, ds.spec, tokenizer, cfg), tokenizer, cfg.max_length)
         ids.append(ex.input_ids)
         labels.append(ex.labels)
+        if all(x == -100 for x in ex.labels):
+            untrained.append(row)
+    if untrained:  # every row is checked here, where training tokenizes them anyway (statistics sample)
+        raise untrained_error(ds, untrained, cfg.max_length)
     if cfg.packing:
         return datasets.Dataset.from_dict(pack(ids, labels, cfg.max_length))
     return datasets.Dataset.from_dict({"input_ids": ids, "labels": labels, "length": [len(x) for x in ids]})

@@ -8,11 +8,21 @@ A run folder holds everything about one run::
     checkpoints/         Trainer checkpoints; complete ones carry a COMPLETE marker
     model/               the adapter or the whole model, with its tokenizer (safetensors)
     metrics.json         final metrics
-    status.json          running / stopped / succeeded / failed, with a reason
+    status.json          running / stopped / succeeded / failed, with a reason, the process id, host and
+                         a heartbeat (workbench.run_status: a killed run reads as died)
+    .lock                held by the process training into the folder (workbench.run_status.FolderLock)
 
 Checkpoints are marked complete only after Trainer has written all of them, and resuming
 picks the newest complete one, so a kill in the middle of a save costs one checkpoint,
-never the run. A Stop request ends training at the next step with a checkpoint. A NaN or
+never the run. Each checkpoint records the fingerprint of the run it belongs to
+(``workbench_run.json``: the resolved config, less what may change on resume, and the data);
+a run resumes only its own checkpoints, and says what differs otherwise
+(``TrainConfig.resume_anyway`` overrides). One process at a time trains into a folder. A cut
+last line of ``train_log.jsonl`` (a kill or a full disk in the middle of a write) is skipped
+by readers and dropped on resume; a full disk ends the run with a message, resumable.
+Resuming is exact in any epoch, with length grouping too (``_trainer_class``).
+
+A Stop request ends training at the next step with a checkpoint. A NaN or
 infinite loss stops with a message; a CUDA out-of-memory error retries with half the batch
 and twice the accumulation (the same effective batch), or says what to lower.
 """
@@ -31,7 +41,7 @@ from typing import Callable
 
 
 from . import plots, presets
-from .config import LoraConfig, ModelConfig, QuantConfig, TokenConfig, TrainConfig, dump_yaml
+from .config import LoraConfig, ModelConfig, QuantConfig, TokenConfig, TrainConfig, dump_yaml, to_dict
 from .data.dataset import LoadedDataset
 from .devices import thread_warning, use_threads
 from .errors import TrainingError
@@ -39,11 +49,37 @@ from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .methods import get_method
 from .models import load_model, save_trained, trainable_parameters
 from .probe import embed, fit_probe
-from .tasks import get_task, pack, prepare_sft  # noqa: F401 - pack and prepare_sft are part of this module's API
+from .run_status import (
+    FAILED,
+    RUNNING,
+    STOPPED,
+    STOPPED_BY_USER,
+    SUCCEEDED,
+    FolderBusy,
+    FolderLock,
+    disk_full,
+    disk_full_message,
+    read_status,
+)
+from .run_status import write_status as _write_status
+from .tasks import get_task, pack, prepare_sft, untrained_error  # noqa: F401 - pack and prepare_sft are part of this module's API
 from .tokenizer import train_tokenizer
 from .tokens import length_stats
 
 COMPLETE = "COMPLETE"
+#: The fingerprint of the run a checkpoint belongs to, in the checkpoint's folder.
+FINGERPRINT = "workbench_run.json"
+#: TrainConfig fields that may change when a run resumes: how long it trains, how it logs, evaluates and
+#: saves, where it writes, and how it uses the machine. Every other setting is part of the run's fingerprint.
+RESUMABLE = ("output_dir", "epochs", "max_steps", "logging_steps", "eval_steps", "save_steps", "save_total_limit",
+             "early_stopping_patience", "resume", "resume_anyway", "oom_retry", "num_threads")
+#: ModelConfig fields that may change on resume: where it runs and what it trades memory for.
+MODEL_RESUMABLE = ("device", "gradient_checkpointing")
+
+
+class FolderRefused(TrainingError):
+    """Training would not start in its output folder (another process trains there, or it holds another run's
+    checkpoint); nothing in the folder was changed."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +99,16 @@ class TrainResult:
 
 
 def write_status(run_dir: Path, status: str, reason: str = "", **extra) -> None:
-    atomic_write_json(run_dir / "status.json", {"status": status, "reason": reason, "time": time.time(), **extra})
+    """A training folder's ``status.json`` (see ``workbench.run_status.write_status``: pid, host, heartbeat)."""
+    _write_status(run_dir, status, reason, time=time.time(), **extra)
+
+
+def _safe_status(run_dir: Path, status: str, reason: str) -> None:
+    """Record how a run ended when it can; a disk too full for status.json leaves it running, read as died."""
+    try:
+        write_status(run_dir, status, reason)
+    except OSError:
+        pass
 
 
 def complete_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -84,19 +129,96 @@ def discard_incomplete(ckpt_dir: Path) -> list[str]:
     return gone
 
 
+def _plain(value):
+    """``value`` as JSON reads it back (tuples as lists), so a recorded fingerprint compares equal to a new one."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_fingerprint(train: LoadedDataset, eval: LoadedDataset | None, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                    lora_cfg: LoraConfig, quant_cfg: QuantConfig) -> dict:
+    """What makes a run this run: its resolved config (less ``RESUMABLE`` and ``MODEL_RESUMABLE``) and its data.
+
+    A local ``model.name_or_path`` counts by its absolute path; the adapter and quantization
+    sections count only for methods that use them.
+
+    Returns:
+        ``{"config": {"section.field": value}, "data": {"train": fingerprint, "eval": fingerprint or None}}``.
+    """
+    method = get_method(model_cfg.method)
+    sections = [("model", model_cfg), ("train", train_cfg)] + ([("lora", lora_cfg)] if method.adapter else []) + (
+        [("quant", quant_cfg)] if method.quantized else [])
+    config = {}
+    for name, obj in sections:
+        for key, value in to_dict(obj).items():
+            if (name == "model" and key in MODEL_RESUMABLE) or (name == "train" and key in RESUMABLE):
+                continue
+            if (name, key) == ("model", "name_or_path") and value and Path(value).expanduser().exists():
+                value = str(Path(value).expanduser().resolve())
+            config[f"{name}.{key}"] = value
+    return _plain({"config": config, "data": {"train": train.fingerprint(),
+                                              "eval": eval.fingerprint() if eval is not None else None}})
+
+
+def fingerprint_differences(recorded: dict, current: dict) -> list[str]:
+    """What differs between a checkpoint's fingerprint and this run's, in words.
+
+    Returns:
+        One phrase per difference: ``train.learning_rate 0.001 -> 0.0003``, ``the training data changed (...)``.
+    """
+    out = []
+    old, new = recorded.get("config", {}), current.get("config", {})
+    for key in list(dict.fromkeys([*old, *new])):
+        if key not in old:
+            out.append(f"{key} (new setting) {new[key]!r}")
+        elif key not in new:
+            out.append(f"{key} {old[key]!r} (no longer a setting)")
+        elif old[key] != new[key]:
+            out.append(f"{key} {old[key]!r} -> {new[key]!r}" if isinstance(old[key], str) or isinstance(new[key], str)
+                       else f"{key} {old[key]} -> {new[key]}")
+    for part, words in (("train", "the training data changed"), ("eval", "the evaluation data changed")):
+        a, b = recorded.get("data", {}).get(part), current.get("data", {}).get(part)
+        if a != b:
+            out.append(f"{words} (fingerprint {str(a)[:12]} -> {str(b)[:12]})")
+    return out
+
+
+def check_resume(checkpoint: Path, current: dict, run_dir: Path, anyway: bool) -> str | None:
+    """Refuse to resume ``checkpoint`` when it belongs to another run; returns a warning to keep, or None.
+
+    Raises:
+        FolderRefused: the checkpoint's fingerprint differs from ``current`` (unless ``anyway``).
+    """
+    path = checkpoint / FINGERPRINT
+    if not path.exists():
+        return (f"{checkpoint.name} records no fingerprint (written before checkpoints had one): resumed without "
+                "checking that it belongs to this run")
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    differences = fingerprint_differences(recorded, current) if recorded else ["its fingerprint is unreadable"]
+    if not differences:
+        return None
+    what = "; ".join(differences)
+    if anyway:
+        return f"resumed {checkpoint.name} of another run anyway (resume_anyway): {what}"
+    raise FolderRefused(
+        f"{run_dir} holds {checkpoint.name} of another run ({what}). Train into a new output folder "
+        "(--output-dir, train.output_dir), or resume it regardless with --resume-anyway (train.resume_anyway: true); "
+        "train.resume: false starts over in this folder, deleting its checkpoints.")
+
+
 # --------------------------------------------------------------------------- data preparation
 
 
 def check_masking(ds: LoadedDataset, tokenizer, cfg: TrainConfig) -> list[str]:
-    """Run the token module's checks; stop when an example has no trained token. Returns warnings."""
+    """Run the token module's checks on a seeded sample (``TokenConfig.sample`` rows: bounded time and memory on
+    large data); stop when a sampled example has no trained token. Returns warnings. Every row is checked for
+    trained tokens again where training tokenizes it (``tasks.prepare_sft``)."""
     stats = length_stats(ds, tokenizer, TokenConfig(max_length=cfg.max_length, train_on_inputs=cfg.train_on_inputs,
-                                                    batch_size=cfg.batch_size, sample=None))
+                                                    batch_size=cfg.batch_size))
     if stats.fully_masked_rows:
-        rows = stats.fully_masked_rows
-        where = ", ".join(ds.where(r) for r in rows[:5])
-        raise TrainingError(
-            f"{len(rows)} examples would train on nothing: every label is masked within max_length={cfg.max_length} "
-            f"({where}{' ...' if len(rows) > 5 else ''}). Raise max_length, shorten those prompts, or drop them.")
+        raise untrained_error(ds, stats.fully_masked_rows, cfg.max_length)
     return list(stats.warnings)
 
 
@@ -116,13 +238,27 @@ def _memory_mb(device: str) -> float:
         return float("nan")
 
 
-def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log: Callable | None, resumed_step: int):
+def _log_entries(text: str) -> list[dict]:
+    """The entries of a training log's text; a line cut by a kill or a full disk (not JSON) is skipped."""
+    out = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "step" in entry:
+            out.append(entry)
+    return out
+
+
+def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log: Callable | None, resumed_step: int,
+               fingerprint: dict | None = None):
     from transformers import TrainerCallback
 
     log_path = run_dir / "train_log.jsonl"
-    if log_path.exists():  # a resumed run rewrites what came after its checkpoint
-        kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resumed_step]
-        atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
+    if log_path.exists():  # a resumed run rewrites what came after its checkpoint, and drops a cut last line
+        kept = [e for e in _log_entries(log_path.read_text(errors="replace")) if e["step"] <= resumed_step]
+        atomic_write_text(log_path, "".join(json.dumps(e) + "\n" for e in kept))
 
     class Workbench(TrainerCallback):
         def __init__(self):
@@ -144,7 +280,7 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
             if "loss" in logs and seen > s0 and now > t0:  # training windows only: evaluation time is not training
                 entry["tokens_per_s"] = round((seen - s0) / (now - t0), 1)
             self.last = (now, seen)
-            with open(log_path, "a") as f:
+            with open(log_path, "a") as f:  # one write of a whole line; a cut one is skipped by readers
                 f.write(json.dumps(entry) + "\n")
             if on_log:
                 on_log(entry)
@@ -162,6 +298,8 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
             # Trainer has finished writing this checkpoint: only now does it count for resuming.
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if ckpt.exists():
+                if fingerprint is not None:
+                    atomic_write_json(ckpt / FINGERPRINT, fingerprint)
                 atomic_write_text(ckpt / COMPLETE, f"{state.global_step}\n")
 
     return Workbench()
@@ -232,29 +370,85 @@ def run_training(
         init_head: ``init_head(model, train_dataset)`` may initialise a classification head (LP-FT).
 
     Raises:
-        TrainingError: data that cannot train, a NaN loss, or out of memory with nothing left to lower.
+        FolderRefused: another process trains into ``output_dir``, or its newest checkpoint belongs to
+            another run (config or data differ; ``train_cfg.resume_anyway`` overrides). The folder is left as it was.
+        TrainingError: data that cannot train, a NaN loss, out of memory with nothing left to lower, or a
+            full disk (the run resumes from its last complete checkpoint once there is space).
     """
     run_dir = Path(train_cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoints"
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(run_dir, "training").acquire()
+    except FolderBusy as e:
+        raise FolderRefused(str(e)) from None
+    except OSError as e:
+        if disk_full(e):
+            raise TrainingError(disk_full_message(e, run_dir)) from None
+        raise
+    try:
         return _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_dir, stop, on_log,
-                    tokenizer, init_head)
+                    tokenizer, init_head, lock.note)
+    except FolderRefused:
+        raise
     except TrainingError as e:
-        write_status(run_dir, "failed", str(e))
+        _safe_status(run_dir, FAILED, str(e))
         raise
     except KeyboardInterrupt:
-        write_status(run_dir, "interrupted", "interrupted by the user (Ctrl-C)")  # run_folders.INTERRUPTED
+        _safe_status(run_dir, STOPPED, STOPPED_BY_USER)
         raise
     except Exception as e:
-        write_status(run_dir, "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        if disk_full(e):  # a checkpoint cut short has no COMPLETE marker: resuming takes the one before
+            message = disk_full_message(e, run_dir)
+            _safe_status(run_dir, FAILED, message)
+            raise TrainingError(message) from None
+        _safe_status(run_dir, FAILED, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         raise
+    finally:
+        lock.release()
+
+
+def _trainer_class():
+    """``Trainer`` whose length-grouped order is drawn from the seed and the epoch, so resuming is exact in any epoch.
+
+    transformers' ``LengthGroupedSampler`` draws each epoch's order from the global torch RNG
+    when its iterator starts. A run resumed in the middle of a later epoch restores that RNG
+    only after the epoch's order is drawn, so it trained on another order than the run it
+    continues (resume was exact only within the first epoch). Here the order is a function of
+    ``data_seed`` and the epoch number (``set_epoch``, which Trainer calls before each epoch,
+    resumed or not).
+    """
+    import torch
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededLengthSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
+    class WorkbenchTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler and sampler.generator is None:
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, seed)
+            return sampler
+
+    return WorkbenchTrainer
 
 
 def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_dir, stop, on_log, tokenizer,
-         init_head) -> TrainResult:
+         init_head, lock_note: str = "") -> TrainResult:
     import torch
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback
 
     task, method = get_task(model_cfg.task), get_method(model_cfg.method)
@@ -265,8 +459,12 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
     set_seed(train_cfg.seed)
     if (problem := task.data_problem(train)):
         raise TrainingError(problem)
+    # What this run is, checked against the checkpoint it would resume before anything in the folder changes.
+    fingerprint = run_fingerprint(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg)
+    done = complete_checkpoints(ckpt_dir) if train_cfg.resume else []
+    resume_warning = check_resume(done[-1], fingerprint, run_dir, train_cfg.resume_anyway) if done else None
     labels = task.labels(train, eval)
-    write_status(run_dir, "running")
+    write_status(run_dir, RUNNING)
     atomic_write_text(run_dir / "config.yaml", "".join(
         f"{name}:\n" + "".join(f"  {line}\n" for line in dump_yaml(obj).splitlines())
         for name, obj in (("model", model_cfg), ("lora", lora_cfg), ("quant", quant_cfg), ("train", train_cfg))))
@@ -275,7 +473,11 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
 
     loaded = load_model(model_cfg, quant_cfg, lora_cfg, labels, tokenizer, train_cfg.label_smoothing)
     tok = loaded.tokenizer
-    warnings = ([busy] if busy else []) + (check_masking(train, tok, train_cfg) if task.masks_labels else [])
+    warnings = ([busy] if busy else []) + [w for w in (lock_note, resume_warning) if w] + (
+        check_masking(train, tok, train_cfg) if task.masks_labels else [])
+    for w in (lock_note, resume_warning):
+        if w:
+            print(f"WARNING: {run_dir}: {w}", file=sys.stderr, flush=True)
     train_ds = task.batches(train, tok, train_cfg, labels)
     eval_ds = task.batches(eval, tok, train_cfg, labels, evaluation=True) if eval is not None else None
     collator = task.collator(tok, train_cfg)
@@ -285,7 +487,6 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
         init_head_from_probe(loaded, train, train_cfg)
 
     discarded = discard_incomplete(ckpt_dir)
-    done = complete_checkpoints(ckpt_dir) if train_cfg.resume else []
     resume_from = str(done[-1]) if done else None
     resumed_step = int(done[-1].name.split("-")[-1]) if done else 0
     if not train_cfg.resume:
@@ -330,15 +531,14 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             remove_unused_columns=False,
             dataloader_num_workers=0,
         )
-        callback = _callbacks(run_dir, loaded.device, stop, on_log, resumed_step)
+        callback = _callbacks(run_dir, loaded.device, stop, on_log, resumed_step, fingerprint)
         callbacks = [callback]
         if train_cfg.early_stopping_patience and has_eval:
             callbacks.append(EarlyStoppingCallback(train_cfg.early_stopping_patience))
         optimizer = _optimizer(loaded.model, train_cfg, loaded.kind)
-        trainer = Trainer(model=loaded.model, args=args, data_collator=collator, train_dataset=train_ds,
-                          eval_dataset=eval_ds, processing_class=tok, callbacks=callbacks,
-                          compute_metrics=task.compute_metrics,
-                          optimizers=(optimizer, None))
+        trainer = _trainer_class()(model=loaded.model, args=args, data_collator=collator, train_dataset=train_ds,
+                                   eval_dataset=eval_ds, processing_class=tok, callbacks=callbacks,
+                                   compute_metrics=task.compute_metrics, optimizers=(optimizer, None))
         trainer.remove_callback(PrinterCallback)  # our log goes to train_log.jsonl and on_log
         try:
             out = trainer.train(resume_from_checkpoint=resume_from)
@@ -367,7 +567,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
         metrics.update(task.final_metrics(metrics))
     model_dir = save_trained(loaded, run_dir / "model", model_cfg.method, labels)
     atomic_write_json(run_dir / "metrics.json", metrics)
-    status = "stopped" if stopped else "succeeded"
+    status = STOPPED if stopped else SUCCEEDED
     write_status(run_dir, status, "stopped on request" if stopped else "",
                  global_step=state.global_step, max_steps=state.max_steps)
     return TrainResult(run_dir, model_dir, metrics, status, state.global_step, state.max_steps)
@@ -405,11 +605,11 @@ def pretrain(corpus: LoadedDataset, out_dir: str | Path, train_cfg: TrainConfig,
 
 
 def load_log(run_dir: str | Path) -> list[dict]:
-    """The entries of a run's ``train_log.jsonl``."""
+    """The entries of a run's ``train_log.jsonl`` (a line cut by a kill or a full disk is skipped)."""
     path = Path(run_dir) / "train_log.jsonl"
     if not path.exists():
         return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return _log_entries(path.read_text(errors="replace"))
 
 
 def headline_metrics(metrics: dict, extra: tuple[str, ...] = (), numbers: bool = False) -> dict:
@@ -436,11 +636,6 @@ def write_training_curves(run_dir: str | Path) -> bytes:
     png = plots.to_png(plots.training_curves(load_log(run_dir)))
     atomic_write_bytes(Path(run_dir) / "training_curves.png", png)
     return png
-
-
-def read_status(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {"status": "unknown"}
 
 
 __all__ = ["TrainResult", "TrainingError", "complete_checkpoints", "headline_metrics", "load_log", "pack",

@@ -1,4 +1,8 @@
-"""RunsPanel: the runs table, loss curves of selected runs overlaid, config diff, a run's report."""
+"""RunsPanel: the runs table, loss curves of selected runs overlaid, config diff, a run's report.
+
+The table is ``runs_table.list_runs``: a run whose process was killed shows as ``died`` (in red, like
+``failed``), its reason naming the last step and log line.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ class RunsPanel(Panel):
         self.root = Path(runs_root)
         self._list, self._compare, self._curves, self._report = lister, comparer, curves, report
         self.table_df = None
-        self.refresh_btn = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_btn = widgets.Button(description="Refresh")
         self.refresh_btn.add_class("wb-refresh-runs")
         self.filter = widgets.Text(placeholder="filter: experiment, status, model…", description="Filter",
                                    continuous_update=False)
@@ -100,7 +104,11 @@ class RunsPanel(Panel):
             self.table.value = f"<i>No runs under {html.escape(str(self.root))}/ yet.</i>"
             return
         shown = df.drop(columns=[c for c in ("path",) if c in df.columns])
-        self.table.value = shown.to_html(index=False, classes="wb-table", na_rep="", float_format=lambda v: f"{v:.4g}")
+        table = shown.to_html(index=False, classes="wb-table", na_rep="", float_format=lambda v: f"{v:.4g}")
+        for status in ("died", "failed"):  # a run that ended badly stands out; its reason says how, and where
+            table = table.replace(f"<td>{status}</td>", f"<td class='wb-status-{status}' style='color:#b00020'>"
+                                                        f"{status}</td>")
+        self.table.value = table
 
     def plot(self) -> None:
         runs = [Path(p) for p in self.select.value]
