@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .clean import DuplicateReport, SplitOverlap, drop_duplicates, find_duplicates, find_overlap, input_output
 from .dataset import LoadedDataset
-from .pii import PiiReport, redact_pii, scan_pii
+from .formats import LABEL_RULE
+from .pii import MIN_CONFIDENCE, PiiReport, kinds_for, redact_pii, scan_pii
 from .problems import DatasetError, Problem
 from .sources import load_dataset
 from .split import Splits, split_dataset
@@ -63,7 +64,8 @@ class ProvidedSplit:
 
     def to_dict(self) -> dict:
         return {"split": self.name, "rows_loaded": len(self.dataset), "rows_after_cleaning": len(self.cleaned),
-                "duplicates": self.duplicates.summary(), "pii": {"counts": self.pii.counts, "rows": len(self.pii.rows)},
+                "duplicates": self.duplicates.summary(), "pii": {"counts": self.pii.counts, "rows": len(self.pii.rows),
+                                                                "scanned_for": list(self.pii.kinds)},
                 "overlap": {o.other: o.summary() for o in self.overlaps}, "repeats_kept": self.kept_repeats}
 
 
@@ -78,6 +80,8 @@ class DataReport:
     split_dir: Path | None
     cleaned_rows: int
     provided: tuple[ProvidedSplit, ...] = ()
+    pii_action: str | None = "tags"
+    """What redaction did (``tags``, ``pseudonyms``, ``drop``); None when personal data was kept."""
 
     @property
     def problems(self) -> tuple[Problem, ...]:
@@ -110,7 +114,8 @@ class DataReport:
             "fingerprint": ds.fingerprint(),
             "problems": ds.report.counts(),
             "duplicates": self.duplicates.summary(),
-            "pii": {"counts": self.pii.counts, "rows": len(self.pii.rows)},
+            "pii": {"counts": self.pii.counts, "rows": len(self.pii.rows), "scanned_for": list(self.pii.kinds),
+                    "min_confidence": self.pii.min_confidence, "region": self.pii.region, "action": self.pii_action},
             "labels": len(self.label_counts()),
             "splits": self.splits.manifest()["splits"] if self.splits else None,
             "provided_splits": {p.role: p.to_dict() for p in self.provided},
@@ -136,14 +141,17 @@ class DataReport:
         for g in self.duplicates.of_kind("conflicting")[:examples]:
             where = ", ".join(ds.where(r) for r in g.rows[:3])
             lines.append(f"                conflict: {g.preview[:60]!r} at {where}")
+        done = {"tags": "replaced by tags", "pseudonyms": "replaced by pseudonyms", "drop": "rows dropped"}
         if self.pii.counts:
             lines.append(f"personal data {', '.join(f'{n} {k}' for k, n in self.pii.counts.items())} "
-                         f"in {len(self.pii.rows)} rows (redacted in the splits)")
+                         f"in {len(self.pii.rows)} rows"
+                         + (f" ({done[self.pii_action]} in the splits)" if self.pii_action else " (kept: redact off)"))
             for kind, found in self.pii.examples(1).items():
                 f = found[0]
                 lines.append(f"                {kind}: {f.masked} at {ds.where(f.row)} ({f.field})")
         else:
             lines.append("personal data none found")
+        lines.append(f"                {self.pii.scanned}")
         for p in self.provided:
             lines.extend(_provided_lines(p, examples))
         labels = self.label_counts()
@@ -152,6 +160,10 @@ class DataReport:
             removed = len(ds) - self.cleaned_rows
             lines.append(f"labels        {len(labels)} (rows per label after cleaning: min {min(vals)}, "
                          f"max {max(vals)}" + (f"; {removed} rows removed by cleaning" if removed else "") + ")")
+            lines.append(f"                label rule: {LABEL_RULE}")
+            if len(labels) == 1:
+                lines.append(f"WARNING       one class only ('{next(iter(labels))}'): a classifier needs at least two; "
+                             "it would score accuracy 1.0 by always answering it. Check the label column.")
             if self.label_imbalance() > IMBALANCE_WARN:
                 small, large = min(labels, key=labels.get), max(labels, key=labels.get)
                 lines.append(f"WARNING       imbalanced labels: '{large}' has {labels[large]} rows, '{small}' "
@@ -191,11 +203,12 @@ def _provided_lines(p: ProvidedSplit, examples: int) -> list[str]:
 
 
 def _clean(ds: LoadedDataset, dups: DuplicateReport, pii: PiiReport, dedupe: bool, redact: bool,
-           pii_allow: tuple[str, ...]) -> LoadedDataset:
+           pii_allow: tuple[str, ...], pii_action: str = "tags") -> LoadedDataset:
     if dedupe:
         ds, _ = drop_duplicates(ds, report=dups)
     if redact and pii.findings:
-        ds, _ = redact_pii(ds, allow=pii_allow)
+        ds, _ = redact_pii(ds, pii.kinds, pii_allow, action=pii_action, region=pii.region,
+                           min_confidence=pii.min_confidence)
     return ds
 
 
@@ -255,13 +268,20 @@ def data_report(
     stratify: str | None = "auto",
     out_dir: str | Path | None = None,
     pii_allow: tuple[str, ...] = (),
+    pii_action: str = "tags",
+    pii_region: str = "US",
+    pii_min_confidence: float = MIN_CONFIDENCE,
+    pii_ner: bool = False,
     **load_options,
 ) -> DataReport:
     """Load, validate, find duplicates and personal data, clean, split, and optionally write the splits.
 
     Cleaning drops exact and normalised duplicates (``dedupe``) and redacts personal data
     (``redact``; ``pii_allow`` lists values that are not personal, such as role mailboxes)
-    before splitting. Rare labels go to train (they cannot be stratified).
+    before splitting: ``pii_action`` ``tags``, ``pseudonyms`` or ``drop`` (the rows); ``pii_region``
+    reads national phone numbers, ``pii_min_confidence`` drops less certain findings, ``pii_ner``
+    adds names and street addresses to the kinds scanned for. Rare labels go to train (they
+    cannot be stratified).
 
     Validation and test splits the source provides (see the module docstring; ``eval_split``
     names the test split) are used as they are instead of ``validation``/``test`` shares of
@@ -271,8 +291,10 @@ def data_report(
     """
     ds = load_dataset(source, format, columns, split=split, strict=strict, **load_options)
     dups = find_duplicates(ds)
-    pii = scan_pii(ds, allow=pii_allow)
-    cleaned = _clean(ds, dups, pii, dedupe, redact, pii_allow)
+    pii_scan = {"kinds": kinds_for(pii_ner), "allow": pii_allow, "region": pii_region,
+                "min_confidence": pii_min_confidence}
+    pii = scan_pii(ds, **pii_scan)
+    cleaned = _clean(ds, dups, pii, dedupe, redact, pii_allow, pii_action)
 
     def load(name: str) -> LoadedDataset:
         return load_dataset(source, ds.format, columns, split=name, strict=strict, **load_options)
@@ -280,8 +302,8 @@ def data_report(
     checked: dict[str, LoadedDataset] = {"train": cleaned}
     provided = []
     for role, (name, raw) in _provided_splits(source, ds, split, eval_split, load).items():
-        raw_dups, raw_pii = find_duplicates(raw), scan_pii(raw, allow=pii_allow)
-        part = _clean(raw, raw_dups, raw_pii, not keep_overlap, redact, pii_allow)
+        raw_dups, raw_pii = find_duplicates(raw), scan_pii(raw, **pii_scan)
+        part = _clean(raw, raw_dups, raw_pii, not keep_overlap, redact, pii_allow, pii_action)
         overlaps = [find_overlap(part, other, role, other_name) for other_name, other in checked.items()]
         repeats = {r for o in overlaps for r in o.rows}
         kept = part if keep_overlap else part.with_frame(part.frame.drop(index=sorted(repeats)))
@@ -295,4 +317,4 @@ def data_report(
                            seed=seed, stratify=stratify, rare="train")
     splits = splits.with_provided({p.role: (p.name, p.cleaned) for p in provided})
     written = splits.write(out_dir) if out_dir is not None else None
-    return DataReport(ds, dups, pii, splits, written, len(cleaned), tuple(provided))
+    return DataReport(ds, dups, pii, splits, written, len(cleaned), tuple(provided), pii_action if redact else None)
