@@ -56,12 +56,18 @@ it-support-kb: venv
 it-support-scratch: venv
 	HF_HUB_OFFLINE=1 $(BIN)/workbench run experiments/it-support-sft.yaml
 
+# The dashboard asks for a token (printed on start, like JupyterLab's) so other local users cannot drive it;
+# `make dashboard DASHBOARD_AUTH=` opts out on a machine of your own.
+DASHBOARD_AUTH ?= --token
+# A kernel whose page went away without closing it (a crashed or killed tab) is shut down after 10 idle minutes.
+DASHBOARD_CULL ?= --MappingKernelManager.cull_idle_timeout=600 --MappingKernelManager.cull_interval=60
 dashboard: venv
-	@echo "Dashboard: http://127.0.0.1:8866/"
-	HF_HUB_OFFLINE=1 $(BIN)/voila notebooks/dashboard.ipynb --no-browser --port=8866 --Voila.ip=127.0.0.1
+	HF_HUB_OFFLINE=1 JUPYTER_PATH=$(CURDIR)/share/jupyter $(BIN)/voila notebooks/dashboard.ipynb --no-browser \
+		--port=8866 --Voila.ip=127.0.0.1 --template=workbench $(DASHBOARD_AUTH) $(DASHBOARD_CULL)
 
 lab: venv
-	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
+	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

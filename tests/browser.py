@@ -69,14 +69,16 @@ def serve(args: list[str], log_name: str, ready_path: str = "", timeout: float =
 
 
 def voila(notebook: str | Path, timeout: float = 60):
-    """Serve ``notebook`` with Voila on 127.0.0.1; yields the page's URL."""
-    return serve(["voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
-                 f"voila-{Path(notebook).stem}.log", timeout=timeout)
+    """Serve ``notebook`` with Voila on 127.0.0.1 and the dashboard's template (as ``make dashboard``, without its
+    token: a test server); yields the page's URL."""
+    return serve(["voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1", "--show_tracebacks=True",
+                  "--template=workbench"], f"voila-{Path(notebook).stem}.log", timeout=timeout,
+                 env={"JUPYTER_PATH": str(ROOT / "share" / "jupyter")})
 
 
 @contextlib.contextmanager
 def browser_page():
-    """A chromium page that records page errors in ``page.errors``."""
+    """A chromium page that records page errors in ``page.errors`` and every URL it requests in ``page.requests``."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -84,8 +86,9 @@ def browser_page():
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.errors = []
+            page.errors, page.requests = [], []
             page.on("pageerror", lambda e: page.errors.append(str(e)))
+            page.on("request", lambda r: page.requests.append(r.url))
             yield page
         finally:
             browser.close()
@@ -105,6 +108,8 @@ def assert_clean(page, screenshot: str, full_page: bool = True) -> None:
     page.screenshot(path=screenshot, full_page=full_page)
     assert page.locator(".jupyter-widgets-error-widget").count() == 0
     assert page.errors == [], f"page errors: {page.errors}"
+    away = [u for u in page.requests if not u.startswith(("http://127.0.0.1", "data:", "blob:", "ws://127.0.0.1"))]
+    assert away == [], f"requests that left 127.0.0.1: {away}"
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from browser import (ARTIFACTS, ROOT, assert_clean, browser_page, jupyterlab, needs_chromium, parameterized_copy,
-                     voila_page)
+                     serve, voila_page)
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -101,16 +101,21 @@ def test_dashboard_in_voila_load_tokens_train_stop_runs(tmp_path):
 
             _tab(page, "Tokens")
             page.wait_for_selector(".wb-token-table table", timeout=60_000)
-            assert "kb-bpe" in page.locator(".wb-token-table").inner_text()
+            assert "base" in page.locator(".wb-token-table").inner_text()  # the model's own tokenizer first
+            page.locator(".wb-tokenizers input[type=checkbox]").nth(1).check()  # kb-bpe beside it: one click
+            page.wait_for_function(
+                "() => document.querySelector('.wb-token-table').innerText.includes('kb-bpe')", timeout=60_000)
             page.screenshot(path=str(shots / "2-tokens.png"), full_page=True)
 
             _tab(page, "Train")
             page.click("button.wb-start")
             page.wait_for_function(
                 "() => document.querySelector('.wb-train-progress').innerText.includes('loss')", timeout=120_000)
-            first = page.locator(".wb-curves").get_attribute("src")
+            page.wait_for_selector(".wb-curves img", timeout=120_000)
+            first = page.locator(".wb-curves img").get_attribute("src")
             page.wait_for_function(  # the loss curve redraws as training goes on
-                f"() => document.querySelector('.wb-curves').getAttribute('src') !== {first!r}", timeout=120_000)
+                f"() => document.querySelector('.wb-curves img').getAttribute('src') !== {first!r}", timeout=120_000)
+            assert page.locator(".wb-curves img").get_attribute("alt")
             page.screenshot(path=str(shots / "3-training.png"), full_page=True)
             page.click("button.wb-stop")
             page.wait_for_function(
@@ -195,6 +200,32 @@ def test_dashboard_chat_in_voila_two_models_answer_side_by_side_and_stop(tmp_pat
             assert_clean(page, str(shots / "7-chat-stopped.png"), full_page=True)
     finally:
         notebook.unlink(missing_ok=True)
+
+
+def test_a_kernel_left_by_a_tab_that_died_is_culled(tmp_path):
+    """``make dashboard`` culls kernels whose page went away without closing them (a crashed tab): here with
+    seconds instead of its ten minutes."""
+    import time
+
+    import psutil
+
+    def kernels() -> int:
+        return sum("ipykernel" in " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)
+                   if p.is_running())
+
+    args = ["voila", str(ROOT / "notebooks" / "01_explore_dataset.ipynb"), "--no-browser", "--Voila.ip=127.0.0.1",
+            "--template=workbench", "--MappingKernelManager.cull_idle_timeout=4",
+            "--MappingKernelManager.cull_interval=2"]
+    with serve(args, "voila-cull.log", env={"JUPYTER_PATH": str(ROOT / "share" / "jupyter")}) as url, \
+            browser_page() as page:
+        page.goto(url, timeout=120_000)
+        page.wait_for_selector(".wb-dataset-panel", timeout=120_000)
+        assert kernels() >= 1  # the page's (and the readiness probe's: Voila renders, so starts one, per request)
+        page.close(run_before_unload=False)  # gone without saying so: Voila's own shutdown on unload never runs
+        deadline = time.time() + 60
+        while kernels() and time.time() < deadline:
+            time.sleep(1)
+        assert kernels() == 0, "the dead tab's kernel is still running"
 
 
 def test_jupyterlab_runs_the_explorer_notebook(tmp_path):

@@ -77,7 +77,9 @@ def test_dataset_panel_plots_drawn_when_their_tab_opens(tickets):
     p = DatasetPanel(tickets)
     assert p.plots.children == ()
     p.tabs.selected_index = 1
-    assert len(p.plots.children) == 2 and bytes(p.plots.children[0].value).startswith(b"\x89PNG")
+    assert len(p.plots.children) == 2 and 'src="data:image/png;base64,iVBOR' in p.plots.children[0].value
+    assert 'alt="rows per category"' in p.plots.children[0].value  # a screen reader hears what it shows
+    assert "max-width:100%" in p.plots.children[1].value  # never scaled up, shrunk to fit
 
 
 def test_dataset_panel_takes_a_stub_engine(tickets):
@@ -344,7 +346,7 @@ def test_dashboard_compares_classifiers_on_classification_data(tmp_path):
                   TrainConfig(max_length=64), tmp_path / "runs", compare_models={"tuned": "runs/x/model"},
                   models=models)
     assert isinstance(d.compare_panel, ClassifierComparePanel) and loaded == ["runs/x/model"]
-    assert d.tabs.children[3].children[0] is d.compare_panel.widget
+    assert d.compare_area.children[0] is d.compare_panel.widget and d.compare_pick.value == ("tuned",)
     assert d.train_panel.model_cfg.task == "sequence-classification"
 
     def broken(ds, folders):
@@ -353,8 +355,8 @@ def test_dashboard_compares_classifiers_on_classification_data(tmp_path):
     d = Dashboard("tests/fixtures/formats/cls.tsv", ["kb-bpe"], ModelConfig(name_or_path="unused"),
                   TrainConfig(max_length=64), tmp_path / "runs", compare_models={"tuned": "runs/x/model"},
                   models=broken)
-    assert "wb-error" in d.tabs.children[3].children[0].value and "runs/x/model has no classifier.json" in \
-        d.tabs.children[3].children[0].value
+    assert "wb-error" in d.compare_area.children[0].value and "runs/x/model has no classifier.json" in \
+        d.compare_area.children[0].value
 
 
 def test_dashboard_chats_with_two_causal_lms_side_by_side(tmp_path):
@@ -367,7 +369,7 @@ def test_dashboard_chats_with_two_causal_lms_side_by_side(tmp_path):
     d = Dashboard("datasets/it_support/tickets.jsonl", ["kb-bpe"], ModelConfig(name_or_path=folders["alpha"]),
                   TrainConfig(max_length=64), tmp_path / "runs", compare_models=folders)
     p = d.compare_panel
-    assert isinstance(p, ComparePanel) and d.tabs.children[3].children[0] is p.widget
+    assert isinstance(p, ComparePanel) and d.compare_area.children[0] is p.widget
     assert p.chat_pick.value == ("alpha", "beta")
     p.decoding.value, p.temperature.value, p.top_p.value, p.max_new_tokens.value = True, 1.0, 1.0, 6
     p.chat_input.value = "My VPN keeps dropping every few minutes"

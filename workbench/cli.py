@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from .config import (ConfigError, DataConfig, ExperimentConfig, add_config_arguments, apply_overrides,
+from .config import (ConfigError, DataConfig, ExperimentConfig, TrainConfig, add_config_arguments, apply_overrides,
                      config_from_args, from_dict, load_yaml)
 from .data import DatasetError, data_report, load_dataset
+from .errors import os_error_message
 from .export import GGUF_TYPES, ExportCheckFailed, ExportError, export_model
 from .metrics import degeneracy_note, format_p
 from .notebook_runner import run_experiment
@@ -37,7 +39,7 @@ from .presets import LICENCES, SUMMARIES, model_note
 from .repeat import rerun, sweep
 from .run_folders import RunFailed
 from .runs_table import compare_runs, list_runs
-from .train import TrainingError, headline_metrics
+from .train import FolderRefused, TrainingError, headline_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The main job: fine-tuned MiniLM vs the frozen-encoder baseline on banking77.
@@ -59,7 +61,8 @@ EXIT_CODES = __doc__[__doc__.index("Exit codes:"):].rstrip()
 #: The DataConfig fields the data commands take as options (help: the fields' docstrings).
 LOAD_FIELDS = ("source", "format", "columns", "split", "reader", "encoding", "header", "delimiter", "quotechar",
                "field")
-SPLIT_FIELDS = ("test", "validation", "seed", "stratify", "pii_allow", "eval_split", "keep_overlap")
+SPLIT_FIELDS = ("test", "validation", "seed", "stratify", "pii_allow", "eval_split", "keep_overlap", "pii_action",
+                "pii_region", "pii_min_confidence", "pii_ner")
 
 
 def _add_load_args(p: argparse.ArgumentParser) -> None:
@@ -107,18 +110,30 @@ def _shipped_data_report(args) -> int:
     return 0
 
 
+def train_folder(cfg: ExperimentConfig, spec: str | Path, output_dir: str | None = None) -> str:
+    """Where ``workbench train`` trains: ``--output-dir``, the spec's ``train.output_dir``, or, when the spec leaves
+    the shared default, ``runs/train/<experiment name>`` (the spec file's name for a spec without a name)."""
+    if output_dir:
+        return output_dir
+    if cfg.train.output_dir != TrainConfig.output_dir:
+        return cfg.train.output_dir
+    name = cfg.name if cfg.name != ExperimentConfig.name else Path(spec).stem
+    return str(Path(TrainConfig.output_dir) / name)
+
+
 def cmd_train(args) -> int:
     try:
         cfg = load_yaml(ExperimentConfig, args.config)
     except ConfigError as e:
         print(f"workbench: {args.config}: {e}", file=sys.stderr)
         return 2
-    if args.output_dir:
-        from dataclasses import replace
-
-        cfg = replace(cfg, train=replace(cfg.train, output_dir=args.output_dir))
+    cfg = replace(cfg, train=replace(cfg.train, output_dir=train_folder(cfg, args.config, args.output_dir),
+                                     resume_anyway=cfg.train.resume_anyway or args.resume_anyway))
     try:
         result = finetune(cfg, progress=not args.quiet)
+    except FolderRefused as e:  # another run's folder, or one in use: nothing started, nothing changed
+        print(f"workbench: {e}", file=sys.stderr)
+        return 2
     except TrainingError as e:
         print(f"workbench: training failed: {e}", file=sys.stderr)
         return 1
@@ -235,6 +250,9 @@ def cmd_runs(args) -> int:
 
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
         print(table.drop(columns=["path"]).to_string(index=False))
+    ended = table[table.status.isin(["died", "failed"])]  # their reasons in full: the table cuts them
+    for row in ended.itertuples():
+        print(f"{row.experiment}/{row.run} {row.status}: {row.reason}")
     return 0
 
 
@@ -271,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="fine-tune as an experiment YAML says (resumes an interrupted run)")
     train.add_argument("config", help="experiment YAML: data, model, lora, quant, train sections")
-    train.add_argument("--output-dir", help="override train.output_dir")
+    train.add_argument("--output-dir", help="override train.output_dir (default: runs/train/<experiment name>)")
+    train.add_argument("--resume-anyway", action="store_true",
+                       help="resume the output folder's checkpoint even if another config or data made it")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -339,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a permission: the file and the fix, not a traceback
+        print(f"workbench: {os_error_message(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130

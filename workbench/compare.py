@@ -25,7 +25,6 @@ and ends early when a ``threading.Event`` is set (the panels' Stop button).
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import re
@@ -44,6 +43,7 @@ from . import plots
 from .config import CompareConfig, QuantConfig, TokenConfig
 from .data.dataset import LoadedDataset
 from .devices import use_threads
+from .errors import Cancelled
 from .files import atomic_write_bytes, atomic_write_text
 from .methods import METHODS
 from .models import load_causal_lm, load_classifier
@@ -418,8 +418,14 @@ def special_tokens_for(tokenizer) -> bool:
     return not uses_chat_template(tokenizer)
 
 
-def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareConfig()) -> list[Generation]:
-    """Generate an answer for each already formatted prompt (batched, left-padded)."""
+def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareConfig(),
+             on_batch: Callable[[int, int], None] | None = None,
+             stop: threading.Event | None = None) -> list[Generation]:
+    """Generate an answer for each already formatted prompt (batched, left-padded).
+
+    ``on_batch(done, total)`` is called after every batch; setting ``stop`` (from another thread) ends the
+    batch being generated after its current token and raises ``Cancelled``.
+    """
     import torch
 
     special = special_tokens_for(tokenizer)
@@ -433,10 +439,14 @@ def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareC
             batch = prompts[i:i + cfg.batch_size]
             enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=special).to(device)
             kwargs = _generate_kwargs(cfg, tokenizer)
+            if stop is not None:
+                kwargs["stopping_criteria"] = [_StopOnEvent(stop)]
             start = time.perf_counter()
             with torch.no_grad():
                 ids = model.generate(**enc, **kwargs)
             seconds = time.perf_counter() - start
+            if stop is not None and stop.is_set():
+                raise Cancelled("scoring was cancelled; no figures were kept")
             new = ids[:, enc["input_ids"].shape[1]:]
             for j, row in enumerate(new):
                 tokens = row.tolist()
@@ -445,6 +455,8 @@ def generate(model, tokenizer, prompts: list[str], cfg: CompareConfig = CompareC
                 tokens = [t for t in tokens if t != tokenizer.pad_token_id]
                 out[i + j] = Generation(tokenizer.decode(tokens, skip_special_tokens=True).strip(), len(tokens),
                                         seconds / len(batch))
+            if on_batch is not None:
+                on_batch(i + len(batch), len(prompts))
     finally:
         tokenizer.padding_side = side
     return out
@@ -555,8 +567,12 @@ class GenerationComparison:
 def compare_generators(test: LoadedDataset, models: dict[str, str | Path], reference: str | None = None,
                        cfg: CompareConfig = CompareConfig(), device: str = "cpu",
                        loader: Callable = load_generator, corpus: Sequence[str] = (),
-                       pairs: Sequence[tuple[str, str]] = ()) -> GenerationComparison:
+                       pairs: Sequence[tuple[str, str]] = (), progress: Callable[[str, float], None] | None = None,
+                       stop: threading.Event | None = None) -> GenerationComparison:
     """Generate with every model on ``test`` and compare (see the module docstring).
+
+    ``progress(message, share done)`` hears what is happening (loading a model, answers so far, perplexity);
+    setting ``stop`` cancels (``Cancelled``) within a token.
 
     ``corpus``: texts none of the models trained on (a pretraining step's held-out documents); each
     model's perplexity on them is reported too (``corpus_perplexity``; differences as ``corpus_nll``,
@@ -569,10 +585,15 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
     examples = pd.DataFrame({"where": [test.where(i) for i in range(len(test))], "prompt": users})
     rows, per_metric = [], {m: {} for m in cfg.metrics + ["reference_nll"] + (["corpus_nll"] if corpus else [])}
     refs = None
-    for name, path in models.items():
+    say = progress or (lambda message, share: None)
+    for k, (name, path) in enumerate(models.items()):
+        step = f"{name} ({k + 1} of {len(models)})"
+        say(f"{step}: loading the model", k / len(models))
         model, tok = loader(path, device)
         prompts, refs = prompts_and_references(test, tok)
-        gens = generate(model, tok, prompts, cfg)
+        gens = generate(model, tok, prompts, cfg, stop=stop, on_batch=lambda done, total: say(
+            f"{step}: {done} of {total} answers", (k + 0.9 * done / max(total, 1)) / len(models)))
+        say(f"{step}: perplexity of the references", (k + 0.9) / len(models))
         outputs = [g.text for g in gens]
         examples[f"output:{name}"] = outputs
         examples[f"degenerate:{name}"] = [M.degeneracy(a, u) for a, u in zip(outputs, users)]
@@ -602,6 +623,9 @@ def compare_generators(test: LoadedDataset, models: dict[str, str | Path], refer
             row.update({m: float(per_metric[m][name].mean()), f"{m}_low": lo, f"{m}_high": hi})
         rows.append(row)
         del model
+        if stop is not None and stop.is_set():
+            raise Cancelled("scoring was cancelled; no figures were kept")
+    say("done", 1.0)
     examples.insert(2, "reference", refs or [])
     reference = reference or next(iter(models))
     diffs = pd.concat([_differences(per_metric[m], reference, cfg, m, pairs) for m in per_metric], ignore_index=True)
@@ -744,10 +768,6 @@ def per_class_table(comparison: ClassificationComparison) -> pd.DataFrame:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
-
-
-def _png_tag(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = True, digits: int = 4) -> str:
@@ -903,7 +923,7 @@ def report_html(comparison, title: str = "Comparison", pngs: dict[str, bytes] | 
         pngs = pngs or confusion_pngs(comparison)
         for name in comparison.confusion:
             body.append(f"<h3>Confusion: {html.escape(name)}</h3>")
-            body.append(_png_tag(pngs[name], name))
+            body.append(plots.png_tag(pngs[name], name))
             body.append(comparison.reports[name].round(3).to_html())
         sample = comparison.examples.head(50)
     else:

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -29,6 +30,7 @@ import yaml
 
 from .data.documents import DocumentConfig  # noqa: F401 - the documents section's config, re-exported
 from .data.formats import FORMATS
+from .data.pii import ACTIONS as PII_ACTIONS
 from .errors import ConfigError
 from .methods import METHODS
 from .metrics import PER_EXAMPLE
@@ -153,6 +155,27 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
         return cls(**kwargs)
     except ConfigError as e:
         raise ConfigError(f"{where + ': ' if where else ''}{e}") from None
+
+
+def parse_field(cls: type, name: str, text: str, base=None):
+    """The value typed for field ``cls.name`` (a form's text box), parsed as YAML and checked with the field's
+    type and the class's own checks on ``base`` (default: the class's defaults) with that field replaced.
+
+    Never coerces: ``abc`` for a number, ``1.5`` for an integer or a value the class refuses raise.
+
+    Raises:
+        ConfigError: what is wrong with the value, in the class's words.
+    """
+    text = str(text).strip()
+    if not text:
+        raise ConfigError(f"{name}: enter a value")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raw = text
+    value = _coerce(raw, typing.get_type_hints(cls)[name], name)
+    dataclasses.replace(base if base is not None else cls(), **{name: value})
+    return value
 
 
 def parse_pairs(text: str) -> dict[str, str]:
@@ -326,7 +349,8 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
 
 
 def dump_yaml(obj) -> str:
-    return yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True)
+    """A dataclass (or plain data) as YAML, in field order."""
+    return yaml.safe_dump(obj if isinstance(obj, dict) else to_dict(obj), sort_keys=False, allow_unicode=True)
 
 
 # --------------------------------------------------------------------------- data
@@ -357,7 +381,21 @@ class DataConfig:
     train (or, for test, in validation), exactly or after normalisation. Reported either way; dropped by
     default, so scores measure unseen prompts."""
     redact_pii: bool = True
-    """Replace personal data with tags before training."""
+    """Redact personal data before training, as ``pii_action`` says (False: report it, keep it)."""
+    pii_action: Literal[PII_ACTIONS] = "tags"
+    """What redaction does: ``tags`` replaces a value with its kind (``[EMAIL]``); ``pseudonyms`` with a
+    made-up value of the same kind and shape, the same one for the same value in every row and split (keyed
+    by the environment variable ``WORKBENCH_PII_SALT``, else by a random key kept in ~/.cache/workbench); ``drop``
+    removes each row that holds personal data."""
+    pii_region: str = "US"
+    """Country (ISO 3166 code, e.g. ``US``, ``GB``, ``DE``, ``IN``) whose numbering plan reads phone numbers
+    written without a ``+`` country code; other countries' national numbers are found with less confidence."""
+    pii_min_confidence: float = 0.5
+    """Report and redact findings at this confidence (0-1) or above: a number after "order" or "version"
+    scores below 0.5, a valid phone after "call" near 1."""
+    pii_ner: bool = False
+    """Also scan for person names (spaCy's English NER model: install the ``ner`` extra) and street
+    addresses. Off by default: the report then says names and addresses were not checked."""
     validation: float = 0.1
     """Share of rows held out for validation (unused when the source provides a validation split)."""
     test: float = 0.1
@@ -393,6 +431,13 @@ class DataConfig:
     def __post_init__(self):
         if str(self.header).lower() not in ("true", "false", "auto"):
             raise ConfigError(f"header must be true, false or auto, got {self.header!r}")
+        if self.pii_action not in PII_ACTIONS:
+            raise ConfigError(f"pii_action must be one of {', '.join(PII_ACTIONS)}, got {self.pii_action!r}")
+        if not 0 <= self.pii_min_confidence <= 1:
+            raise ConfigError(f"pii_min_confidence must be in [0, 1], got {self.pii_min_confidence}")
+        if not re.fullmatch(r"[A-Za-z]{2}", self.pii_region):
+            raise ConfigError(f"pii_region must be a two-letter country code such as US, GB, DE or IN, "
+                              f"got {self.pii_region!r}")
         if self.max_train_rows < 0:
             raise ConfigError(f"max_train_rows must be 0 (all rows) or a number of rows, got {self.max_train_rows}")
         for name in ("validation", "test"):
@@ -413,7 +458,8 @@ class DataConfig:
         return {**self.load_kwargs(), "eval_split": self.eval_split, "dedupe": self.dedupe,
                 "keep_overlap": self.keep_overlap, "redact": self.redact_pii, "test": self.test,
                 "validation": self.validation, "seed": self.seed, "stratify": self.stratify,
-                "pii_allow": tuple(self.pii_allow)}
+                "pii_allow": tuple(self.pii_allow), "pii_action": self.pii_action, "pii_region": self.pii_region,
+                "pii_min_confidence": self.pii_min_confidence, "pii_ner": self.pii_ner}
 
 
 @dataclass(frozen=True)
@@ -515,7 +561,8 @@ class TrainConfig:
     """The training run."""
 
     output_dir: str = "runs/train"
-    """The run folder: checkpoints, the model or adapter, logs, metrics."""
+    """The run folder: checkpoints, the model or adapter, logs, metrics. ``workbench train`` puts a spec that
+    leaves this default in ``runs/train/<experiment name>`` (one folder per experiment)."""
     epochs: float = 3.0
     """Passes over the training split (ignored when ``max_steps`` is set)."""
     max_steps: int = -1
@@ -561,7 +608,11 @@ class TrainConfig:
     seed: int = 42
     """Seed of initialisation, shuffling and dropout."""
     resume: bool = True
-    """Continue from the last complete checkpoint in ``output_dir`` if there is one."""
+    """Continue from the last complete checkpoint in ``output_dir`` if there is one and it belongs to this run
+    (same config, less how long it trains, logs, evaluates and saves, and same data); another run's is refused."""
+    resume_anyway: bool = False
+    """Resume the last complete checkpoint in ``output_dir`` even when it belongs to another run (its config or
+    data differ); the differences are kept in the run's warnings."""
     oom_retry: bool = True
     """On out-of-memory, retry with half the batch and twice the accumulation (same effective batch)."""
     num_threads: int = 0
@@ -574,8 +625,10 @@ class TrainConfig:
             raise ConfigError("batch_size and grad_accum must be at least 1")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8, got {self.max_length}")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ConfigError("set epochs > 0 or max_steps > 0")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError(f"max_steps must be -1 (train for the epochs) or at least 1, got {self.max_steps}")
+        if self.epochs < 0 or (self.epochs == 0 and self.max_steps == -1):
+            raise ConfigError(f"epochs must be positive (or set max_steps), got {self.epochs:g}")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .files import atomic_write_json
 from .model_sources import source_record
-from .models import merge_and_export, quiet_loading
+from .models import LABELS_FILE, merge_and_export, quiet_loading
 from .presets import resolve_path
 from .templates import generation_prompt, uses_chat_template
 from .tokenizer import load_tokenizer
@@ -159,6 +159,21 @@ def find_trained_model(path: str | Path, method: str | None = None) -> Path:
         raise ExportError(f"{path}: several trained models ({', '.join(found)}); choose one with --method.")
     raise ExportError(f"{path}: no trained model here (a folder with workbench.json, a training run with model/, "
                       "or an experiment run with train-<method>/model).")
+
+
+def trained_models(runs_root: str | Path, classifiers: bool | None = None) -> dict[str, Path]:
+    """Every model trained under ``runs_root``, newest first: ``<experiment>/<run>`` (a training run's ``model/``)
+    or ``<experiment>/<run>/<method>`` (an experiment run's ``train-<method>/model``) to its folder; only
+    classifiers (they keep a label map) or only the others when ``classifiers`` says so."""
+    root = Path(runs_root)
+    found = [(p.parent, f"{p.parent.parent.parent.name}/{p.parent.parent.name}")
+             for p in root.glob("*/*/model/workbench.json")]
+    found += [(p.parent, f"{p.parents[3].name}/{p.parents[2].name}/{p.parents[1].name.removeprefix('train-')}")
+              for p in root.glob("*/*/train-*/model/workbench.json")]
+    if classifiers is not None:
+        found = [(f, n) for f, n in found if (f / LABELS_FILE).exists() == classifiers]
+    found.sort(key=lambda item: item[0].stat().st_mtime, reverse=True)
+    return {name: folder for folder, name in found}
 
 
 # --------------------------------------------------------------------------- GGUF

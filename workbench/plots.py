@@ -1,11 +1,13 @@
 """Static plots (matplotlib, Agg): figures for notebooks, PNG bytes for panels and reports.
 
-No display code here; a panel puts the bytes in an ``Image`` widget, a notebook shows the
-figure, a report embeds it.
+No display code here; a panel shows the bytes (``panels.base.PlotView``), a notebook shows the
+figure, a report embeds it (``png_tag``).
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 
 import matplotlib
@@ -24,8 +26,16 @@ def to_png(fig, dpi: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def png_tag(png: bytes, alt: str, style: str = "") -> str:
+    """An ``<img>`` of ``png`` with its alt text (what the plot shows, for screen readers and failed loads)."""
+    extra = f' style="{html.escape(style)}"' if style else ""
+    return f'<img alt="{html.escape(alt)}"{extra} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
 def label_bar(counts: pd.Series, title: str = "rows per label", top: int = 30):
-    """Horizontal bars of the ``top`` most frequent labels."""
+    """Horizontal bars of the ``top`` most frequent labels; the title says when that is not all of them."""
+    if len(counts) > top:
+        title = f"{title}: the {top} most frequent of {len(counts)} labels"
     counts = counts.head(top)[::-1]
     fig, ax = plt.subplots(figsize=(6, max(2.0, 0.18 * len(counts) + 0.8)))
     ax.barh([str(i) for i in counts.index], counts.values, color="#4c72b0")

@@ -22,6 +22,7 @@ from ..compare import (ModelSet, compare_classifiers, compare_generators, decodi
                        disagreement, generate, generate_stream, load_generator, per_class_table,
                        prompts_and_references, shown_differences, top_labels)
 from ..config import CompareConfig, TokenConfig
+from ..errors import Cancelled
 from ..data.dataset import LoadedDataset
 from ..templates import generation_prompt
 from .base import Panel, form_field
@@ -149,7 +150,22 @@ class ComparePanel(Panel):
         prompt_tab = widgets.VBox([widgets.HBox([self.pick, self.prompt]),
                                    widgets.HBox([self.sample_btn, self.generate_btn, self.status]),
                                    self.reference, self.columns])
-        metrics_tab = widgets.VBox([self.metrics_btn, self.metrics_html])
+        # Scoring takes minutes: its progress and Cancel sit beside the button that started it.
+        self.score_progress = widgets.FloatProgress(value=0, min=0, max=1, description="scoring",
+                                                    layout=widgets.Layout(visibility="hidden"))
+        self.score_status = widgets.HTML()
+        self.cancel_btn = widgets.Button(description="Cancel", button_style="warning", disabled=True,
+                                         tooltip="Stop scoring (nothing half-scored is kept)")
+        for w, css in [(self.score_progress, "wb-score-progress"), (self.score_status, "wb-score-status"),
+                       (self.cancel_btn, "wb-score-cancel")]:
+            w.add_class(css)
+        self._score_stop = threading.Event()
+        self.cancel_btn.on_click(lambda _: self.cancel_score())
+        scored_on = (f"Scores the {len(test):,} rows of {html.escape(test.source)}" if test is not None
+                     else "No test split to score on")
+        metrics_tab = widgets.VBox([widgets.HBox([self.metrics_btn, self.cancel_btn, self.score_progress]),
+                                    widgets.HTML(f"<small>{scored_on}.</small>"), self.score_status,
+                                    self.metrics_html])
         settings = widgets.VBox([self.decoding, widgets.HBox([self.temperature, self.top_p, self.max_new_tokens,
                                                               self.repetition_penalty])])
         chat_tab = widgets.VBox([widgets.HBox([self.chat_pick, settings]), self.chat_log,
@@ -219,14 +235,34 @@ class ComparePanel(Panel):
 
     # ------------------------------------------------------------------ metrics
 
+    def _score_progress(self, message: str, share: float) -> None:
+        self.score_progress.value = share
+        self.score_status.value = f"<i>{html.escape(message)}</i>"
+
+    def cancel_score(self) -> None:
+        """Stop scoring within a token; nothing half-scored is shown."""
+        self._score_stop.set()
+        self.cancel_btn.disabled = True
+        self.score_status.value = "<i>Cancelling…</i>"
+
     def start_score(self):
         names = list(self.pick.value) or list(self.models)
-        self._busy(True, "Scoring on the test split…")
+        self._busy(True, "Scoring on the test split (progress in the Metrics tab)…")
+        self._score_stop.clear()
+        self.cancel_btn.disabled = False
+        self.score_progress.layout.visibility = "visible"
+        self._score_progress("starting", 0.0)
+
+        def finish(message: str = "") -> None:
+            self._busy(False)
+            self.cancel_btn.disabled = True
+            self.score_progress.layout.visibility = "hidden"
+            self.score_status.value = message
 
         def work():
             try:
                 self.comparison = c = self._compare(self.test, {n: self.models[n] for n in names}, names[0], self.cfg,
-                                                    self.device)
+                                                    self.device, progress=self._score_progress, stop=self._score_stop)
                 cols = [m for m in self.cfg.metrics if m in c.metrics.columns] + [
                     x for x in ("reference_perplexity", "tokens_per_s", "seconds_per_example", "degenerate")
                     if x in c.metrics.columns]
@@ -239,9 +275,11 @@ class ComparePanel(Panel):
                 top = disagreement(c).head(20)
                 keep = ["where", "prompt", "reference"] + [x for x in top.columns if x.startswith("output:")] + ["spread"]
                 self.examples_html.value = top[keep].to_html(index=False, classes="wb-disagreements")
-                self._busy(False)
+                finish(f"Scored {len(c.examples):,} examples.")
+            except Cancelled:
+                finish("<i class='wb-score-cancelled'>Cancelled; no scores were kept.</i>")
             except Exception as e:  # noqa: BLE001
-                self._busy(False)
+                finish()
                 self.metrics_html.value = self.error_html(e)
 
         return self._start(work, "compare-score")

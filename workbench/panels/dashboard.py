@@ -11,17 +11,28 @@ from typing import Callable
 import ipywidgets as widgets
 
 from ..compare import model_set
+from ..export import trained_models
 from ..config import ModelConfig, TokenConfig, TrainConfig
-from ..data import load_dataset
+from ..data import load_dataset, split_names
 from ..pipeline import quick_splits
-from ..presets import resolve_tokenizer
+from ..presets import BUILTIN_TOKENIZERS, resolve_path, resolve_tokenizer
 from ..tasks import task_for
-from .base import Panel
+from .base import CheckboxGroup, Panel
 from .compare import compare_panel
 from .dataset import DatasetPanel
 from .runs import RunsPanel
 from .tokens import TokenPanel
 from .train import TrainPanel
+
+
+def local_model(name: str) -> bool:
+    """Whether ``name`` is a model this machine has (a preset, a ``.gguf`` file, a folder), not a hub id."""
+    if not name:
+        return False
+    try:
+        return name in BUILTIN_TOKENIZERS or Path(resolve_path(name)).exists()
+    except Exception:  # noqa: BLE001 - a preset whose package is missing is not here
+        return False
 
 
 class Dashboard(Panel):
@@ -32,6 +43,8 @@ class Dashboard(Panel):
         tokenizers: Tokenizer names or folders for the Token tab (see ``workbench.presets``).
         model, train_cfg: What the Train tab trains; runs go to ``runs_root/dashboard/<time>``.
         runs_root: The runs folder the Runs tab shows.
+        root: The project folder: a path typed in the Load box is read from here (``datasets/banking77``), or
+            from the current folder when it is not found there; default the current folder.
         compare_models: Name to model folder for the Compare tab.
         split, task, models: The core decisions, ``quick_splits`` (how a loaded dataset is split for
             the Train tab), ``task_for`` (what the model learns from it) and ``model_set`` (how
@@ -41,12 +54,18 @@ class Dashboard(Panel):
     def __init__(self, source: str = "", tokenizers: list[str] | None = None, model: ModelConfig = ModelConfig(),
                  train_cfg: TrainConfig = TrainConfig(), runs_root: str | Path = "runs",
                  compare_models: dict[str, str] | None = None, split: Callable = quick_splits,
-                 task: Callable = task_for, models: Callable = model_set):
+                 task: Callable = task_for, models: Callable = model_set, root: str | Path | None = None):
         self._split, self._task, self._models = split, task, models
-        self.tokenizers = tokenizers or ["kb-bpe"]
+        self.root = Path(root) if root is not None else Path.cwd()
+        self.test_ds = None
+        # The Tokens tab measures the model's own tokenizer first (what training will use), then the others asked for.
+        own = [model.name_or_path] if local_model(model.name_or_path) else []
+        self.tokenizers = list(dict.fromkeys(own + list(tokenizers or []))) or ["kb-bpe"]
         self.model, self.train_cfg, self.runs_root = model, train_cfg, Path(runs_root)
         self.compare_models = compare_models or {}
-        self.source = widgets.Text(value=source, description="Dataset", placeholder="file, folder or hub name",
+        self.source = widgets.Text(value=source, description="Dataset", continuous_update=False,
+                                   placeholder="file or folder in the project (datasets/banking77), or a hub name",
+                                   tooltip="A path from the project folder; Enter or Load reads it",
                                    layout=widgets.Layout(width="60%"))
         self.source.add_class("wb-source")
         self.load_btn = widgets.Button(description="Load", button_style="primary")
@@ -60,7 +79,16 @@ class Dashboard(Panel):
         self.tabs = widgets.Tab(children=self.slots + [self.runs.widget])
         for i, t in enumerate(["Dataset", "Tokens", "Train", "Compare", "Runs"]):
             self.tabs.set_title(i, t)
-        self.load_btn.on_click(lambda _: self.load())
+        self._loaded = ("", 0.0)  # the text last loaded, and when
+        # Enter (or leaving the box) loads; a Load click right after (the click that left the box) does not reload.
+        self.source.observe(lambda _: self._fresh() and self.load(), names="value")
+        self.load_btn.on_click(lambda _: self._fresh(within=3.0) and self.load())
+        self.compare_btn = widgets.Button(description="Compare", button_style="primary",
+                                          tooltip="Load the ticked models side by side")
+        self.compare_btn.add_class("wb-compare-build")
+        self.refresh_btn = widgets.Button(description="Refresh", tooltip="List the models trained since")
+        self.compare_btn.on_click(lambda _: self.build_compare())
+        self.refresh_btn.on_click(lambda _: self.refresh_choices())
         self.widget = widgets.VBox([widgets.HBox([self.source, self.load_btn]), self.status, self.tabs])
         self.widget.add_class("wb-dashboard")
         self.dataset_panel = self.token_panel = self.train_panel = self.compare_panel = None
@@ -70,16 +98,62 @@ class Dashboard(Panel):
     def _new_run_dir(self) -> str:
         return str(self.runs_root / "dashboard" / time.strftime("%Y%m%d-%H%M%S"))
 
+    def resolve(self, text: str) -> str:
+        """What the Load box names: a path from the project folder, else from the current folder, else as typed
+        (a hub name)."""
+        path = Path(text).expanduser()
+        if path.is_absolute():
+            return str(path)
+        for base in (self.root, Path.cwd()):
+            if (base / path).exists():
+                return str(base / path)
+        return text
+
+    def _fresh(self, within: float = float("inf")) -> bool:
+        """Whether the box holds something other than what was loaded ``within`` seconds ago."""
+        text, when = self._loaded
+        return self.source.value.strip() != text or time.time() - when > within
+
     def load(self) -> None:
-        """Load the dataset in the box and build the panels over it."""
+        """Load the dataset in the box and build the panels over it.
+
+        A folder or file that provides a test split (``test.csv`` beside ``train.csv``) loads its train split
+        into the tabs and keeps the test split for the Compare tab's scores; the status says so.
+        """
+        text = self.source.value.strip()
+        if not text:
+            self.status.value = ("<span class='wb-error' style='color:#b00'>Type a dataset: a file or folder of the "
+                                 "project (e.g. <code>datasets/banking77</code>) or a hub name, then Enter.</span>")
+            return
+        self._loaded = (text, time.time())
+        self.load_btn.disabled = True
         try:
-            ds = load_dataset(self.source.value.strip(), strict=False)
+            self._load(text)
+        finally:  # a dataset that fails to load, or a panel that fails to build, never leaves Load disabled
+            self.load_btn.disabled = False
+            self._loaded = (text, time.time())
+
+    def _load(self, text: str) -> None:
+        source = self.resolve(text)
+        self.status.value = f"<i class='wb-busy'>Loading {html.escape(text)}…</i>"
+        for slot in self.slots:  # the old dataset's views go: nothing on screen belongs to another dataset
+            slot.children = [widgets.HTML(f"<i>Loading {html.escape(text)}…</i>")]
+        try:
+            named = split_names(source) if Path(source).exists() else ()
+            test_name = next((n for n in ("test", "testing") if n in named), None)
+            ds = load_dataset(source, strict=False, **({"split": "train"} if "train" in named else {}))
+            self.test_ds = load_dataset(source, strict=False, split=test_name) if test_name else None
             splits = self._split(ds)
         except Exception as e:  # noqa: BLE001 - bad data shows its problems in the dashboard
             self.status.value = self.error_html(e)
+            for slot in self.slots:
+                slot.children = [widgets.HTML("<i>Load a dataset.</i>")]
             return
-        self.status.value = (f"<b>{html.escape(ds.source)}</b>: {ds.format}, {len(ds):,} rows, "
-                             f"{len(ds.report.problems)} problems")
+        parts = f" ({', '.join(named)} provided)" if named else ""
+        held = (f"; its {test_name} split ({len(self.test_ds):,} rows) is kept for the Compare tab's scores"
+                if self.test_ds is not None else "")
+        self.status.value = (f"<b>{html.escape(ds.source)}</b>{html.escape(parts)}: {ds.format}, {len(ds):,} rows"
+                             f"{' of train' if named else ''}, {len(ds.report.problems)} problems{held}")
         self.dataset_panel = DatasetPanel(ds)
         toks = {name: (lambda n=name: resolve_tokenizer(n)) for name in self.tokenizers}
         self.token_panel = TokenPanel(ds, toks, TokenConfig(max_length=self.train_cfg.max_length, sample=5000),
@@ -87,13 +161,53 @@ class Dashboard(Panel):
         self.train_panel = TrainPanel(splits["train"], splits.parts.get("validation"),
                                       replace(self.model, task=self._task(ds).name), self.train_cfg,
                                       run_dirs=self._new_run_dir)
-        compare = widgets.HTML("<i>No models to compare: pass compare_models.</i>")
+        self.ds = ds
+        self.compare_pick = CheckboxGroup([], description="Models to compare",
+                                          empty="No trained models yet: train one in the Train tab, then Refresh.")
+        self.compare_pick.add_class("wb-compare-pick")
+        self.compare_area = widgets.VBox()
+        self.refresh_choices(selected=list(self.compare_models))
         if self.compare_models:
-            try:
-                self.compare_panel = compare_panel(self._models(ds, self.compare_models), ds)
-                compare = self.compare_panel.widget
-            except Exception as e:  # noqa: BLE001 - a folder that is not a classifier says so in its tab
-                compare = widgets.HTML(self.error_html(e))
+            self.build_compare()
+        else:
+            self.compare_area.children = [widgets.HTML(
+                "<i>Tick models (trained runs appear here; Refresh after training) and press Compare. Scores use "
+                + ("the test split." if self.test_ds is not None else "the loaded rows (no test split was found)."
+                   ) + "</i>")]
+        compare = widgets.VBox([self.compare_pick, widgets.HBox([self.compare_btn, self.refresh_btn]),
+                                self.compare_area])
         for slot, content in zip(self.slots, [self.dataset_panel.widget, self.token_panel.widget,
                                               self.train_panel.widget, compare]):
             slot.children = [content]
+
+    def compare_choices(self) -> dict[str, str]:
+        """What the Compare tab offers for the loaded data: the models passed in, the base model (generative data:
+        how the fine-tunes did against it), and every model trained under ``runs_root`` for this kind of data."""
+        choices = {name: str(path) for name, path in self.compare_models.items()}
+        classifiers = bool(self.ds.spec.has_label)
+        if not classifiers and local_model(self.model.name_or_path):
+            choices.setdefault(f"base: {Path(self.model.name_or_path).name}", self.model.name_or_path)
+        for name, path in trained_models(self.runs_root, classifiers=classifiers).items():
+            choices.setdefault(name, str(path))
+        return choices
+
+    def refresh_choices(self, selected: list[str] | None = None) -> None:
+        """Offer the models there are now (a run that just finished appears), keeping what was ticked."""
+        self._choices = self.compare_choices()
+        keep = selected if selected is not None else self.compare_pick.value
+        self.compare_pick.set_options(list(self._choices), tuple(keep))
+
+    def build_compare(self) -> None:
+        """The side-by-side panel for the ticked models, scored on the test split when the data has one."""
+        names = list(self.compare_pick.value)
+        if not names:
+            self.compare_area.children = [widgets.HTML(
+                "<span class='wb-error' style='color:#b00'>Tick at least one model to compare.</span>")]
+            return
+        test = self.test_ds if self.test_ds is not None else self.ds
+        try:
+            self.compare_panel = compare_panel(self._models(self.ds, {n: self._choices[n] for n in names}), test)
+            self.compare_area.children = [self.compare_panel.widget]
+        except Exception as e:  # noqa: BLE001 - a folder that is not a classifier says so in its tab
+            self.compare_panel = None
+            self.compare_area.children = [widgets.HTML(self.error_html(e))]

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 from ..data.dataset import LoadedDataset
 from ..explore import Explorer, Query, distribution_plots, table_html
 from ..templates import TextOnly, example_html, format_example
-from .base import Panel
+from .base import Panel, PlotView
 
 ALL = "(all)"
 NONE = "(none)"
@@ -174,8 +174,19 @@ class DatasetPanel(Panel):
         self.example.value = (f"<div>{html.escape(self.ds.where(row))} · {note}</div>" + example_html(fe))
 
     def _render_plots(self) -> bool:
-        self.plots.children = [widgets.Image(value=png, format="png") for png in self._plots(self.ex)]
+        views = []
+        for png, alt in zip(self._plots(self.ex), self._plot_names()):
+            view = PlotView(alt, css="wb-distribution")
+            view.value = png
+            views.append(view.widget)
+        self.plots.children = views
         return True
+
+    def _plot_names(self) -> list[str]:
+        """Alt texts of the Distributions tab's plots, in ``distribution_plots`` order."""
+        names = [f"rows per {self.ex.label_column}"] if self.ex.labels is not None else []
+        lengths = "input and output" if self.ds.spec.target == "text" else "input"
+        return names + [f"{lengths} lengths in characters"]
 
     def _problems_html(self) -> str:
         probs = self.ds.report.problems

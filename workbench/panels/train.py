@@ -10,13 +10,14 @@ from typing import Callable
 
 import ipywidgets as widgets
 
-from ..config import LoraConfig, ModelConfig, QuantConfig, TrainConfig
+from ..config import ConfigError, LoraConfig, ModelConfig, QuantConfig, TrainConfig
 from ..data.dataset import LoadedDataset
 from ..methods import METHODS
 from ..plots import to_png, training_curves
 from ..presets import LICENCES, model_note
+from ..progress import duration
 from ..train import headline_metrics, run_training
-from .base import Panel, form_field
+from .base import Panel, PlotView, TypedField, form_field
 
 
 class TrainPanel(Panel):
@@ -55,23 +56,27 @@ class TrainPanel(Panel):
         self.licence.add_class("wb-licence")
         self.base.observe(lambda ch: setattr(self.licence, "value", self._licence_html(ch["new"])), names="value")
         self.method = form_field(widgets.ToggleButtons, ModelConfig, "method", model.method, options=list(METHODS))
-        self.rank = form_field(widgets.IntSlider, LoraConfig, "r", lora.r, label="LoRA rank", min=1, max=128)
-        self.lr = form_field(widgets.FloatLogSlider, TrainConfig, "learning_rate", train_cfg.learning_rate, base=10,
-                             min=-6, max=-1, step=0.1, readout_format=".1e")
-        self.epochs = form_field(widgets.BoundedFloatText, TrainConfig, "epochs", train_cfg.epochs, min=0.05, max=100,
-                                 step=0.5)
-        self.max_steps = form_field(widgets.IntText, TrainConfig, "max_steps", train_cfg.max_steps)
-        self.batch = form_field(widgets.BoundedIntText, TrainConfig, "batch_size", train_cfg.batch_size, min=1,
-                                max=4096)
-        self.max_length = form_field(widgets.BoundedIntText, TrainConfig, "max_length", train_cfg.max_length, min=8,
-                                     max=131072)
+        # Typed boxes, checked as the config checks them: a bad value shows its problem and disables Start.
+        def typed(cls, name, value, label=None):
+            return TypedField(cls, name, value, label=label, base=lambda: self._good(cls, name),
+                              on_change=self._validate)
+
+        self.rank = typed(LoraConfig, "r", lora.r, label="LoRA rank")
+        self.lr = typed(TrainConfig, "learning_rate", train_cfg.learning_rate, label="learning rate")
+        self.epochs = typed(TrainConfig, "epochs", train_cfg.epochs)
+        self.max_steps = typed(TrainConfig, "max_steps", train_cfg.max_steps, label="max steps")
+        self.batch = typed(TrainConfig, "batch_size", train_cfg.batch_size, label="batch size")
+        self.max_length = typed(TrainConfig, "max_length", train_cfg.max_length, label="max length")
+        self.typed = [self.rank, self.lr, self.epochs, self.max_steps, self.batch, self.max_length]
+        self.length_note = widgets.HTML("<small>Training stops after <b>max steps</b> optimiser steps when it is set; "
+                                        "with max steps -1 it runs for the <b>epochs</b> (passes over the data).</small>")
         self.form = {(ModelConfig, "name_or_path"): self.base, (ModelConfig, "method"): self.method, (LoraConfig, "r"): self.rank,
                      (TrainConfig, "learning_rate"): self.lr, (TrainConfig, "epochs"): self.epochs,
                      (TrainConfig, "max_steps"): self.max_steps, (TrainConfig, "batch_size"): self.batch,
                      (TrainConfig, "max_length"): self.max_length}
-        self.start_btn = widgets.Button(description="Start", button_style="success", icon="play")
-        self.stop_btn = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.resume_btn = widgets.Button(description="Resume", icon="forward")
+        self.start_btn = widgets.Button(description="Start", button_style="success")
+        self.stop_btn = widgets.Button(description="Stop", button_style="danger", disabled=True)
+        self.resume_btn = widgets.Button(description="Resume")
         for b, cls in ((self.start_btn, "wb-start"), (self.stop_btn, "wb-stop"), (self.resume_btn, "wb-resume")):
             b.add_class(cls)
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="steps")
@@ -79,22 +84,44 @@ class TrainPanel(Panel):
         self.progress_text.add_class("wb-train-progress")
         self.status = widgets.HTML("<i>Not started.</i>")
         self.status.add_class("wb-train-status")
-        self.curves = widgets.Image(format="png")
-        self.curves.add_class("wb-curves")
+        self.curves = PlotView("training and evaluation loss by step", "The loss curves appear once training logs.",
+                               "wb-curves")
 
         self.start_btn.on_click(lambda _: self.start(resume=False))
         self.resume_btn.on_click(lambda _: self.start(resume=True))
         self.stop_btn.on_click(lambda _: self.stop())
-        form = widgets.VBox([self.base, self.licence, self.method, widgets.HBox([self.rank, self.lr]),
-                             widgets.HBox([self.epochs, self.max_steps]), widgets.HBox([self.batch, self.max_length])])
+        form = widgets.VBox([self.base, self.licence, self.method, widgets.HBox([self.rank.widget, self.lr.widget]),
+                             widgets.HBox([self.epochs.widget, self.max_steps.widget]), self.length_note,
+                             widgets.HBox([self.batch.widget, self.max_length.widget])])
         self.widget = widgets.VBox([
             widgets.HTML(f"<b>Train</b> a model ({model.task}) on "
                          f"{len(train):,} rows of {html.escape(train.source)}"
                          + (f", evaluating on {len(eval):,}" if eval is not None else "")),
             form, widgets.HBox([self.start_btn, self.stop_btn, self.resume_btn]),
-            widgets.HBox([self.progress, self.progress_text]), self.status, self.curves,
+            widgets.HBox([self.progress, self.progress_text]), self.status, self.curves.widget,
         ])
         self.widget.add_class("wb-train-panel")
+
+    def _good(self, cls: type, name: str):
+        """The config of ``cls`` from the form's good values other than ``name`` (for a field's cross-checks)."""
+        start = {TrainConfig: self.train_cfg, LoraConfig: self.lora_cfg}[cls]
+        values = {n: f.value for (owner, n), f in self.form.items()
+                  if owner is cls and n != name and isinstance(f, TypedField) and not f.problem}
+        try:
+            return replace(start, **values)
+        except ConfigError:
+            return start
+
+    def _validate(self) -> None:
+        """Check every typed field again (one may make another's value wrong or right); Start only when all hold."""
+        problems = [f.check(notify=False) for f in self.typed]
+        if not self.running:
+            self.start_btn.disabled = self.resume_btn.disabled = any(problems)
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong with the form now (empty: Start can run)."""
+        return [f.problem for f in self.typed if f.problem]
 
     @staticmethod
     def _licence_html(name: str) -> str:
@@ -116,6 +143,10 @@ class TrainPanel(Panel):
         """Train in a worker thread (the kernel stays free, so Stop can be clicked)."""
         if self.running:
             return None
+        self._validate()
+        if self.problems:
+            self.status.value = self.error_html(ConfigError("; ".join(self.problems)))
+            return None
         model, train, lora = self.configs()
         if self._run_dirs is not None and not resume:
             self.output_dir = self._run_dirs()
@@ -124,6 +155,7 @@ class TrainPanel(Panel):
         self.error, self.result = None, None
         if not resume:
             self.log = []
+        self.progress.value, self.progress_text.value = 0, ""  # nothing of the previous run stays on screen
         self._started = time.time()
         self.start_btn.disabled = self.resume_btn.disabled = True
         self.stop_btn.disabled = False
@@ -142,7 +174,7 @@ class TrainPanel(Panel):
                 self.status.value = self.error_html(e)
             finally:
                 self.stop_btn.disabled = True
-                self.start_btn.disabled = self.resume_btn.disabled = False
+                self.start_btn.disabled = self.resume_btn.disabled = bool(self.problems)
                 self._plot(force=True)
 
         return self._start(work, "train")
@@ -167,7 +199,10 @@ class TrainPanel(Panel):
         rate = step / elapsed if elapsed > 0 and step else 0
         eta = (total - step) / rate if rate else float("nan")
         last = next((e for e in reversed(self.log) if "loss" in e), {})
-        parts = [f"step {step}/{total}", f"ETA {eta:,.0f} s" if eta == eta else "ETA …"]
+        stopping = self.stop_event.is_set()
+        if step and not stopping and ("Loading" in self.status.value or "Resuming" in self.status.value):
+            self.status.value = "<i>Training…</i>"
+        parts = [f"step {step}/{total}", "stopping" if stopping else f"ETA {duration(eta)}" if eta == eta else "ETA …"]
         if "loss" in last:
             parts.append(f"loss {last['loss']:.4f}")
         if last.get("tokens_per_s"):
