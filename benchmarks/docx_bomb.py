@@ -19,17 +19,14 @@ Baseline, measured in the same run: an ordinary one-page DOCX, ingested. Prints 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import resource
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import docx
@@ -37,31 +34,9 @@ import docx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "tests"))
+from fixtures.make_bad_documents import MB, declare_size, docx_bomb  # noqa: E402 - the bomb the tests use
 from workbench.data.documents import DocumentConfig, ingest_documents  # noqa: E402 - after this checkout's path
-MB = 1_000_000
-PARAGRAPH = b"<w:p><w:r><w:t>bomb</w:t></w:r></w:p>"
-
-
-def write_bomb(path: Path, xml_mb: int) -> Path:
-    """A DOCX whose document.xml is ``xml_mb`` MB of one paragraph repeated, streamed into the ZIP."""
-    buf = io.BytesIO()
-    d = docx.Document()
-    d.add_paragraph("bomb")
-    d.save(buf)
-    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
-        for info in src.infolist():
-            if info.filename != "word/document.xml":
-                out.writestr(info.filename, src.read(info))
-                continue
-            xml = src.read(info)
-            head = xml[: xml.index(b"<w:body>") + len(b"<w:body>")]
-            block = PARAGRAPH * (MB // len(PARAGRAPH))
-            with out.open("word/document.xml", "w", force_zip64=True) as part:
-                part.write(head)
-                for _ in range(xml_mb):
-                    part.write(block)
-                part.write(b"</w:body></w:document>")
-    return path
 
 
 def write_ordinary(path: Path) -> Path:
@@ -71,31 +46,6 @@ def write_ordinary(path: Path) -> Path:
         d.add_paragraph(f"Paragraph {i}: restart the printer, then check the queue and the cable.")
     d.save(path)
     return path
-
-
-def declare_size(path: Path, name: str, size: int) -> None:
-    """Make the ZIP lie: the unpacked size of ``name`` in its central directory (and local header, if not ZIP64)."""
-    data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(path) as z:
-        offset = z.getinfo(name).header_offset
-    entry = data.find(b"PK\x01\x02")
-    while data[entry + 46:entry + 46 + len(name)] != name.encode():
-        entry = data.find(b"PK\x01\x02", entry + 4)
-    struct.pack_into("<I", data, entry + 24, size)
-    extra_len = struct.unpack_from("<H", data, entry + 30)[0]
-    if extra_len:  # drop the ZIP64 extra field so the 32-bit size is the one read
-        struct.pack_into("<H", data, entry + 30, 0)
-        start = entry + 46 + len(name)
-        del data[start:start + extra_len]
-        # the end-of-central-directory record's directory size shrinks by the same amount
-        eocd = data.rfind(b"PK\x05\x06")
-        struct.pack_into("<I", data, eocd + 12, struct.unpack_from("<I", data, eocd + 12)[0] - extra_len)
-        z64 = data.rfind(b"PK\x06\x06")
-        if z64 != -1:
-            struct.pack_into("<Q", data, z64 + 40, struct.unpack_from("<Q", data, z64 + 40)[0] - extra_len)
-    if struct.unpack_from("<I", data, offset + 22)[0] != 0xFFFFFFFF:
-        struct.pack_into("<I", data, offset + 22, size)
-    path.write_bytes(bytes(data))
 
 
 def child(path: str, unpacked_mb: int | None) -> None:
@@ -135,7 +85,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        bomb = write_bomb(Path(tmp) / "bomb.docx", args.mb)
+        bomb = docx_bomb(Path(tmp) / "bomb.docx", args.mb)
         built = time.perf_counter() - t
         lying = Path(tmp) / "lying.docx"
         lying.write_bytes(bomb.read_bytes())

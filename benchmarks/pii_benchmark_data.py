@@ -37,6 +37,9 @@ import string
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from workbench.data.pii import luhn_check_digit  # noqa: E402 - after this checkout's path
+
 OUT = Path(__file__).parent / "data" / "pii_benchmark.jsonl"
 PROBE_OUT = Path(__file__).parent / "data" / "pii_probe.jsonl"
 SEED = 16
@@ -214,15 +217,7 @@ def phone(r, c):
 
 
 def luhn_complete(body: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return body + str((10 - total % 10) % 10)
+    return body + luhn_check_digit(body)
 
 
 CARD_PREFIXES = [("4", 16), ("4", 16), ("51", 16), ("53", 16), ("55", 16), ("2221", 16), ("2720", 16), ("34", 15),

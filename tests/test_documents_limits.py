@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import signal
-import struct
 import threading
 import time
 import zipfile
@@ -18,6 +17,7 @@ from pathlib import Path
 import docx
 import pytest
 
+from fixtures.make_bad_documents import MB, declare_size, docx_bomb
 from workbench.data import DatasetError
 from workbench.data.documents import (DOCUMENT_SUFFIXES, EXTRACTORS, Block, DocumentConfig, FileContext,
                                       extract_blocks, ingest_documents)
@@ -25,8 +25,6 @@ from workbench.data.documents import office
 from workbench.data.documents.base import FileError
 from workbench.errors import ConfigError
 
-MB = 1_000_000
-PARAGRAPH = b"<w:p><w:r><w:t>bomb</w:t></w:r></w:p>"
 
 
 @pytest.fixture
@@ -44,43 +42,6 @@ def guard():
 
 
 # --------------------------------------------------------------------------- ZIP bombs
-
-
-def _docx_bomb(path: Path, xml_mb: int) -> Path:
-    """A valid DOCX (python-docx's own parts) whose document.xml is ``xml_mb`` MB of one paragraph repeated."""
-    buf = io.BytesIO()
-    d = docx.Document()
-    d.add_paragraph("bomb")
-    d.save(buf)
-    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
-        for info in src.infolist():
-            if info.filename != "word/document.xml":
-                out.writestr(info.filename, src.read(info))
-                continue
-            xml = src.read(info)
-            head = xml[: xml.index(b"<w:body>") + len(b"<w:body>")]
-            block = PARAGRAPH * (MB // len(PARAGRAPH))
-            with out.open("word/document.xml", "w") as part:  # streamed: never the whole XML in memory
-                part.write(head)
-                for _ in range(xml_mb):
-                    part.write(block)
-                part.write(b"</w:body></w:document>")
-    return path
-
-
-def _declare_size(path: Path, name: str, size: int) -> None:
-    """Make the ZIP lie: set the unpacked size of ``name`` in its local header and central directory."""
-    data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(path) as z:
-        offset = z.getinfo(name).header_offset
-    assert data[offset:offset + 4] == b"PK\x03\x04"
-    struct.pack_into("<I", data, offset + 22, size)
-    entry = data.find(b"PK\x01\x02" + bytes(data[offset + 4:offset + 6]))  # first central entry
-    while data[entry + 46:entry + 46 + len(name)] != name.encode():
-        entry = data.find(b"PK\x01\x02", entry + 4)
-        assert entry > 0, "central directory entry not found"
-    struct.pack_into("<I", data, entry + 24, size)
-    path.write_bytes(bytes(data))
 
 
 def _watch(monkeypatch) -> dict:
@@ -103,7 +64,7 @@ def _watch(monkeypatch) -> dict:
 
 
 def test_highly_compressed_docx_is_refused_by_ratio_before_unpacking(tmp_path, monkeypatch):
-    bomb = _docx_bomb(tmp_path / "bomb.docx", 20)
+    bomb = docx_bomb(tmp_path / "bomb.docx", 20)
     unpacked = _watch(monkeypatch)
     assert bomb.stat().st_size < MB // 2  # 20 MB of XML in well under half a megabyte
     (tmp_path / "good.md").write_text("# Good\n\nThis one is read.\n")
@@ -122,7 +83,7 @@ def test_highly_compressed_docx_is_refused_by_ratio_before_unpacking(tmp_path, m
 
 
 def test_docx_over_the_unpacked_size_limit_is_refused_naming_the_setting(tmp_path, monkeypatch):
-    bomb = _docx_bomb(tmp_path / "big.docx", 8)
+    bomb = docx_bomb(tmp_path / "big.docx", 8)
     unpacked = _watch(monkeypatch)
     config = DocumentConfig(max_unpacked_mb=5, max_compression_ratio=1_000_000)
     result = ingest_documents(bomb, config, scan=False).results[0]
@@ -133,8 +94,8 @@ def test_docx_over_the_unpacked_size_limit_is_refused_naming_the_setting(tmp_pat
 
 
 def test_docx_whose_zip_lies_about_sizes_is_not_unpacked_past_the_declared_size(tmp_path, monkeypatch):
-    bomb = _docx_bomb(tmp_path / "liar.docx", 8)
-    _declare_size(bomb, "word/document.xml", 1000)  # 8 MB inside, 1 KB declared: passes the checks on sizes
+    bomb = docx_bomb(tmp_path / "liar.docx", 8)
+    declare_size(bomb, "word/document.xml", 1000)  # 8 MB inside, 1 KB declared: passes the checks on sizes
     unpacked = _watch(monkeypatch)
     config = DocumentConfig(max_unpacked_mb=5, max_compression_ratio=1_000_000)
     result = ingest_documents(bomb, config, scan=False).results[0]

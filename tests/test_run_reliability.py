@@ -24,9 +24,9 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from tiny import bpe_tokenizer
+from tiny import tiny_base
 from workbench import notebook_runner as runner
-from workbench import presets, run_status
+from workbench import run_status
 from workbench.cli import main, train_folder
 from workbench.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, from_dict
 from workbench.data import DatasetError, Problem, load_dataset, split_dataset
@@ -44,10 +44,7 @@ FULL = OSError(errno.ENOSPC, "No space left on device")
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tok = bpe_tokenizer(vocab_size=600)
-    cfg = presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
-    return presets.save_base_model(cfg, tok, tmp_path_factory.mktemp("tiny") / "base")
+    return tiny_base(tmp_path_factory.mktemp("tiny") / "base")
 
 
 @pytest.fixture(scope="module")

@@ -620,7 +620,7 @@ def pseudonym(kind: str, value: str, salt: str | None = None) -> str:
         if kind == "credit_card":
             positions = [i for i, c in enumerate(chars) if c.isdigit()]
             body = "".join(chars[i] for i in positions[:-1])
-            chars[positions[-1]] = str((10 - _luhn_sum(body + "0") % 10) % 10)
+            chars[positions[-1]] = luhn_check_digit(body)
         if kind == "iban":
             compact = [i for i, c in enumerate(chars) if not c.isspace()]
             text = "".join(chars[i] for i in compact)
@@ -637,6 +637,11 @@ def pseudonym(kind: str, value: str, salt: str | None = None) -> str:
     if kind == "url_credentials" and ":" in value:
         return f"user{h[0]}:{fake[:len(value.split(':', 1)[1])]}"
     return fake[:len(value)]
+
+
+def luhn_check_digit(body: str) -> str:
+    """The digit that makes ``body`` + it pass the Luhn check (card numbers made up for tests and pseudonyms)."""
+    return str((10 - _luhn_sum(body + "0") % 10) % 10)
 
 
 def _luhn_sum(number: str) -> int:
