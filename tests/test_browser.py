@@ -245,7 +245,6 @@ def test_jupyterlab_runs_the_explorer_notebook(tmp_path):
                 if status.count() and status.get_attribute("data-status") == "idle":
                     break
                 page.wait_for_timeout(1000)
-            restarted = False
             for attempt in range(3):  # a fresh server can drop the first request: restart the kernel and run all
                 page.locator('[data-command="notebook:restart-run-all"]').first.click()
                 page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=30_000)
@@ -256,12 +255,13 @@ def test_jupyterlab_runs_the_explorer_notebook(tmp_path):
                 except Exception:
                     if attempt == 2:
                         raise
-                    restarted = True
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "jupyterlab-failure.png"), full_page=False)
             raise
         panel = page.locator(".jp-OutputArea .wb-dataset-panel").first
         assert "10,003 rows" in panel.inner_text()
-        if restarted:  # restarting a busy kernel cancels its pending requests: JupyterLab's message, not ours
-            page.errors[:] = [e for e in page.errors if "Canceled future for execute_request" not in e]
+        # The test restarts the kernel, which cancels whatever requests are still pending (the startup
+        # kernel_info_request, or execute_request on a retry): JupyterLab's own message, not ours.
+        page.errors[:] = [e for e in page.errors
+                          if not re.fullmatch(r"Canceled future for \w+ message before replies were done", e)]
         assert_clean(page, str(ARTIFACTS / "jupyterlab-explorer.png"), full_page=False)

@@ -167,13 +167,16 @@ def parse_field(cls: type, name: str, text: str, base=None):
         ConfigError: what is wrong with the value, in the class's words.
     """
     text = str(text).strip()
+    hint = typing.get_type_hints(cls)[name]
     if not text:
+        if type(None) in typing.get_args(hint):  # an optional field left empty: not set
+            return None
         raise ConfigError(f"{name}: enter a value")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError:
         raw = text
-    value = _coerce(raw, typing.get_type_hints(cls)[name], name)
+    value = _coerce(raw, hint, name)
     dataclasses.replace(base if base is not None else cls(), **{name: value})
     return value
 
@@ -351,6 +354,31 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
 def dump_yaml(obj) -> str:
     """A dataclass (or plain data) as YAML, in field order."""
     return yaml.safe_dump(obj if isinstance(obj, dict) else to_dict(obj), sort_keys=False, allow_unicode=True)
+
+
+def dump_changes(obj, keep: dict[str, tuple[str, ...]] | None = None) -> str:
+    """An experiment (or any config dataclass) as the shortest YAML that reads back to it: only the values that
+    differ from the defaults, section by section, plus the fields named in ``keep`` (``{"model":
+    ("name_or_path",)}``) so the file says what matters even when it is a default."""
+    keep = keep or {}
+
+    def changes(value, default, path: str):
+        if dataclasses.is_dataclass(value):
+            out = {}
+            for f in dataclasses.fields(value):
+                v, d = getattr(value, f.name), getattr(default, f.name)
+                sub = changes(v, d, f"{path}.{f.name}".lstrip("."))
+                if sub is not _SAME or f.name in keep.get(path, ()):
+                    out[f.name] = to_dict(v) if dataclasses.is_dataclass(v) and sub is _SAME else (
+                        v if sub is _SAME else sub)
+            return out or _SAME
+        return _SAME if value == default else value
+
+    out = changes(obj, type(obj)(), "")
+    return dump_yaml({} if out is _SAME else out)
+
+
+_SAME = object()
 
 
 # --------------------------------------------------------------------------- data
@@ -605,6 +633,9 @@ class TrainConfig:
     """Log loss, learning rate, tokens/s and memory every N steps."""
     early_stopping_patience: int = 0
     """Stop after N evaluations without improvement; 0 to never stop early."""
+    evaluate_on_stop: bool = False
+    """When a run is stopped before its end, evaluate the model on the validation split before saving (takes as
+    long as a full evaluation); off: a stopped run saves at once, with the evaluations it made while training."""
     seed: int = 42
     """Seed of initialisation, shuffling and dropout."""
     resume: bool = True
@@ -629,6 +660,21 @@ class TrainConfig:
             raise ConfigError(f"max_steps must be -1 (train for the epochs) or at least 1, got {self.max_steps}")
         if self.epochs < 0 or (self.epochs == 0 and self.max_steps == -1):
             raise ConfigError(f"epochs must be positive (or set max_steps), got {self.epochs:g}")
+        for name, bad, rule in (
+                ("warmup", self.warmup < 0, "0 or more (a share of the steps below 1, else a number of steps)"),
+                ("weight_decay", self.weight_decay < 0, "0 or more"),
+                ("label_smoothing", not 0 <= self.label_smoothing < 1, "in [0, 1)"),
+                ("head_learning_rate", self.head_learning_rate is not None and self.head_learning_rate <= 0,
+                 "positive (or empty: the learning rate)"),
+                ("probe_c", self.probe_c <= 0, "positive"),
+                ("logging_steps", self.logging_steps < 1, "at least 1"),
+                ("eval_steps", self.eval_steps < 0, "0 (once per epoch) or more"),
+                ("save_steps", self.save_steps < 0, "0 (once per epoch) or more"),
+                ("save_total_limit", self.save_total_limit < 1, "at least 1"),
+                ("early_stopping_patience", self.early_stopping_patience < 0, "0 (never) or more"),
+                ("num_threads", self.num_threads < 0, "0 (from the machine's load) or more")):
+            if bad:
+                raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 from .files import atomic_write_json
 from .model_sources import source_record
 from .models import LABELS_FILE, merge_and_export, quiet_loading
-from .presets import resolve_path
+from .presets import LICENCES, resolve_path
 from .templates import generation_prompt, uses_chat_template
 from .tokenizer import load_tokenizer
 
@@ -174,6 +174,27 @@ def trained_models(runs_root: str | Path, classifiers: bool | None = None) -> di
         found = [(f, n) for f, n in found if (f / LABELS_FILE).exists() == classifiers]
     found.sort(key=lambda item: item[0].stat().st_mtime, reverse=True)
     return {name: folder for folder, name in found}
+
+
+def model_choices(root: str | Path = ".", runs_root: str | Path = "runs", limit: int = 50) -> list[str]:
+    """The bases a picker offers, as ``model.name_or_path`` would say them: the presets, the model folders and
+    ``.gguf`` files under ``root/models``, then the models trained under ``runs_root`` (newest first; adapters
+    included, their check says how to use them). Paths are relative to ``root`` where they lie under it."""
+    root = Path(root)
+
+    def said(path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            return str(path)
+
+    found = list(LICENCES)
+    models = root / "models"
+    if models.is_dir():
+        found += [said(p) for p in sorted(models.iterdir())[:limit]
+                  if p.suffix.lower() == ".gguf" or (p / "config.json").exists() or any(p.glob("*.gguf"))]
+    found += [said(p) for p in list(trained_models(runs_root).values())[:limit]]
+    return list(dict.fromkeys(found))
 
 
 # --------------------------------------------------------------------------- GGUF

@@ -34,10 +34,11 @@ def experiment_splits(cfg: ExperimentConfig, out_dir=None) -> Splits:
     return data_report(cfg.data.source, **cfg.data.report_kwargs(), out_dir=out_dir).splits
 
 
-def quick_splits(ds: LoadedDataset) -> Splits:
-    """How a dataset loaded by hand (the dashboard) is split for training: a tenth for validation,
-    no test split, rare labels kept in train, stratified by label when the data has labels."""
-    return split_dataset(ds, test=0.0, validation=0.1, rare="train", stratify="auto" if ds.spec.has_label else None)
+def quick_splits(ds: LoadedDataset, test: float = 0.0) -> Splits:
+    """How a dataset loaded by hand (the dashboard) is split for training: a tenth for validation, ``test`` for a
+    held-out test split (the dashboard holds one out when the data provides none), rare labels kept in train,
+    stratified by label when the data has labels."""
+    return split_dataset(ds, test=test, validation=0.1, rare="train", stratify="auto" if ds.spec.has_label else None)
 
 
 def pretraining_corpus(cfg: ExperimentConfig) -> LoadedDataset:

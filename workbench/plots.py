@@ -77,11 +77,15 @@ def _length_axes(fig, ax, title: str, xlabel: str, limit: int | None):
     return fig
 
 
+def curve_points(log: list[dict], keys: tuple[str, ...] = ("loss", "eval_loss", "eval_accuracy")) -> dict:
+    """(step, value) points of each of ``keys`` in a training log (``train_log.jsonl`` entries)."""
+    return {key: [(e["step"], e[key]) for e in log if key in e] for key in keys}
+
+
 def training_curves(log: list[dict]):
     """Training loss (and evaluation loss and accuracy, when logged) against the step."""
-    train = [(e["step"], e["loss"]) for e in log if "loss" in e]
-    evals = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
-    accs = [(e["step"], e["eval_accuracy"]) for e in log if "eval_accuracy" in e]
+    points = curve_points(log)
+    train, evals, accs = points["loss"], points["eval_loss"], points["eval_accuracy"]
     fig, ax = plt.subplots(figsize=(6, 2.8))
     if train:
         ax.plot(*zip(*train), label="train loss", color="#4c72b0")

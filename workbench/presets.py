@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .model_sources import SOURCE_RECORD, file_sha256, preset_licences, preset_summaries, resolve_source
+from .model_sources import (SOURCE_RECORD, file_sha256, find_source, preset_licences, preset_summaries,
+                            resolve_source)
 from .tokenizer import load_tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +87,91 @@ def resolve_path(name_or_path: str) -> str:
         return str(minilm_path())
     folder = resolve_source(str(name_or_path))
     return str(folder) if folder is not None else str(name_or_path)
+
+
+#: What a model is, as ``ModelInfo.kind`` says it.
+MODEL_KINDS = {
+    "causal-lm": "a generative language model",
+    "encoder": "a text encoder (it reads text into vectors; it cannot write text)",
+    "classifier": "a trained classifier (it answers with one of its labels)",
+}
+#: Architecture name endings of models that write text.
+_GENERATIVE = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model name stands for, read from its files without loading weights (``describe_model``).
+
+    Attributes:
+        name: As given.
+        kind: A key of ``MODEL_KINDS``; None when the model is not on this machine (a hub id) or unreadable.
+        adapter: A LoRA adapter trained in an earlier run (``base`` is its base model).
+        base: The adapter's or trained model's base, when its folder records one.
+        detail: Where the kind was read (``config.json: BertModel``), or why it is unknown.
+    """
+
+    name: str
+    kind: str | None
+    adapter: bool = False
+    base: str = ""
+    detail: str = ""
+
+    @property
+    def what(self) -> str:
+        """What kind of model it is, in words (``MODEL_KINDS``)."""
+        return MODEL_KINDS.get(self.kind or "", "a model of unknown kind")
+
+    def describe(self) -> str:
+        """One line: the model, what it is, its licence when a preset."""
+        what = MODEL_KINDS.get(self.kind or "") or self.detail or (
+            "no preset, folder or .gguf file of this name here: training would download it from the Hugging Face "
+            "hub (this machine may be offline)")
+        if self.adapter:
+            what = f"a LoRA adapter on {self.base or 'its base'} ({what})"
+        licence = f"; licence: {LICENCES[self.name]}" if self.name in LICENCES else ""
+        return f"{self.name}: {what}{licence}"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_model(name_or_path: str) -> ModelInfo:
+    """What ``name_or_path`` is (generative, encoder, trained classifier, adapter), from its config files only:
+    cheap enough to call as the user types. A GGUF file or preset is generative (transformers reads decoder
+    GGUFs); it is not converted here."""
+    name = str(name_or_path).strip()
+    if name == "minilm":
+        return ModelInfo(name, "encoder", detail="all-MiniLM-L6-v2")
+    if find_source(name) is not None:
+        if name.lower().endswith(".gguf") and not Path(name).expanduser().is_file():
+            return ModelInfo(name, None, detail=f"no such GGUF file ({Path(name).expanduser().resolve()})")
+        return ModelInfo(name, "causal-lm", detail="GGUF")
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return ModelInfo(name, None, detail="" if name else "no model named")
+    trained = _read_json(path / "workbench.json")
+    adapter = _read_json(path / "adapter_config.json")
+    if adapter:
+        base = str(adapter.get("base_model_name_or_path") or trained.get("base") or "")
+        kind = "classifier" if trained.get("kind") in ("classifier", "pooled-classifier") or \
+            adapter.get("task_type") == "SEQ_CLS" else "causal-lm"
+        return ModelInfo(name, kind, adapter=True, base=base, detail="adapter_config.json")
+    if trained.get("kind") in ("classifier", "pooled-classifier"):
+        return ModelInfo(name, "classifier", base=str(trained.get("base", "")), detail="workbench.json")
+    config = _read_json(path / "config.json")
+    if not config:
+        return ModelInfo(name, None, detail=f"{name}: a folder without a model (no config.json)")
+    archs = config.get("architectures") or []
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return ModelInfo(name, "classifier", detail=f"config.json: {', '.join(archs)}")
+    if any(a.endswith(_GENERATIVE) for a in archs) or trained.get("kind") == "causal-lm":
+        return ModelInfo(name, "causal-lm", base=str(trained.get("base", "")), detail=f"config.json: {', '.join(archs)}")
+    return ModelInfo(name, "encoder", detail=f"config.json: {', '.join(archs) or config.get('model_type', '?')}")
 
 
 #: The files of a model folder that make the model: weights, configs, tokenizer, chat template.

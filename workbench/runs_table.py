@@ -91,19 +91,40 @@ def list_runs(runs_root: str | Path = "runs"):
                     row["r"] = c.lora.r
             except ConfigError:
                 pass
-        m_file = run_dir / "metrics.json"
-        if m_file.exists():
-            m = json.loads(m_file.read_text())
-            for step, values in m.items():
-                if step.startswith("train-") and isinstance(values, dict):
-                    for key in ("eval_accuracy", "eval_loss"):
-                        if key in values:
-                            row[f"{step}:{key}"] = values[key]
-            for key in ("eval_accuracy", "eval_loss"):  # a training folder (workbench train): its own figures
-                if isinstance(m.get(key), (int, float)):
-                    row[key] = m[key]
+        row.update(headline_columns(run_dir))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: The metrics the runs table shows as columns, when a run has them.
+HEADLINE = ("train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "eval_perplexity")
+
+
+def headline_columns(run_dir: Path) -> dict:
+    """A run's headline metrics as table columns: a training folder's own (``eval_accuracy``...), an experiment
+    run's per training step (``train-lora:eval_loss``) and its comparison's first metric per model
+    (``compare:lora:rouge_l``). A run still going (or stopped before its metrics) shows its last logged loss
+    and the step it reached."""
+    m_file = run_dir / "metrics.json"
+    m = _read_json(m_file) if m_file.exists() else {}
+    out = {}
+    for step, values in m.items():
+        if step.startswith("train-") and isinstance(values, dict):
+            out.update({f"{step}:{k}": values[k] for k in HEADLINE if isinstance(values.get(k), (int, float))})
+    if isinstance(m.get("compare"), dict):
+        for model, values in m["compare"].items():
+            first = next(((k, v) for k, v in (values or {}).items() if isinstance(v, (int, float))), None)
+            if first:
+                out[f"compare:{model}:{first[0]}"] = first[1]
+    out.update({k: m[k] for k in HEADLINE if isinstance(m.get(k), (int, float))})
+    if "global_step" in m:
+        out["steps"] = f"{m['global_step']}/{m.get('max_steps', '?')}"
+    elif (log := load_log(run_dir)):
+        out["steps"] = f"{log[-1]['step']}/{log[-1].get('max_steps', '?')}"
+        losses = [e["loss"] for e in log if "loss" in e]
+        if losses:
+            out["train_loss"] = losses[-1]
+    return out
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -42,6 +42,8 @@ class Task:
             no model is named (``workbench.train.pretrain``).
         compares_base: The untrained base belongs in the comparison (a generator's base answers too;
             a classifier's untrained head does not, the probe is its baseline).
+        model_kinds: The kinds of base model it trains (``presets.MODEL_KINDS``).
+        suggested_models: What to pick instead of a model it cannot train, in a sentence's words.
     """
 
     name: ClassVar[str]
@@ -52,10 +54,25 @@ class Task:
     train_overrides: ClassVar[dict] = {}
     whole_source: ClassVar[bool] = False
     compares_base: ClassVar[bool] = False
+    model_kinds: ClassVar[tuple[str, ...]] = ("causal-lm",)
+    suggested_models: ClassVar[str] = "a generative model: smollm2-135m-instruct, or a causal LM folder or .gguf file"
 
     def data_problem(self, ds: LoadedDataset) -> str | None:
         """Why ``ds`` cannot train this task, or None."""
         return None
+
+    def model_problem(self, info) -> str | None:
+        """Why the base ``info`` (a ``presets.ModelInfo``) cannot train this task, and what to pick; None when it
+        can or when it is not on this machine to tell."""
+        if info.adapter:
+            return (f"{info.name} is a LoRA adapter from an earlier run, not a whole model: train from its base "
+                    f"({info.base or 'named in its adapter_config.json'}), or merge it first (workbench export "
+                    f"{info.name}) and train from the merged folder.")
+        if info.kind is None or info.kind in self.model_kinds:
+            return None
+        from_base = f", or its base {info.base}" if info.base else ""
+        return (f"{info.name} is {info.what}, which cannot learn {self.name} ({self.description}). "
+                f"Pick {self.suggested_models}{from_base}.")
 
     def labels(self, train: LoadedDataset, eval: LoadedDataset | None) -> list[str] | None:
         """Class names (classification tasks), else None."""
@@ -102,6 +119,23 @@ def task_for(ds: LoadedDataset) -> Task:
         if task.data_problem(ds) is None:
             return task
     raise TrainingError(f"no registered task trains on {ds.format} data ({ds.source}).")
+
+
+def task_for_model(ds: LoadedDataset, info, preferred: str | None = None) -> Task:
+    """The task ``ds`` trains with the base ``info`` (a ``presets.ModelInfo``): ``preferred`` when the data and the
+    model suit it, else ``task_for``'s, checked against the model.
+
+    Raises:
+        TrainingError: the pair makes no sense (an encoder cannot learn to write answers), saying what to pick.
+    """
+    if preferred in TASKS:
+        task = get_task(preferred)
+        if task.data_problem(ds) is None and task.model_problem(info) is None:
+            return task
+    task = task_for(ds)
+    if (problem := task.model_problem(info)):
+        raise TrainingError(f"{ds.format} data trains {task.name}, but {problem}")
+    return task
 
 
 # --------------------------------------------------------------------------- data preparation
@@ -298,6 +332,8 @@ class SequenceClassification(Task):
     best_metric = "accuracy"
     greater_is_better = True
     compute_metrics = staticmethod(classification_metrics)
+    model_kinds = ("encoder", "causal-lm")
+    suggested_models = "a text encoder such as minilm, or a causal LM (a classification head is added)"
 
     def data_problem(self, ds):
         return None if ds.spec.has_label else \

@@ -43,7 +43,7 @@ from typing import Callable
 from . import plots, presets
 from .config import LoraConfig, ModelConfig, QuantConfig, TokenConfig, TrainConfig, dump_yaml, to_dict
 from .data.dataset import LoadedDataset
-from .devices import thread_warning, use_threads
+from .devices import release_memory, thread_warning, use_threads
 from .errors import TrainingError
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .methods import get_method
@@ -72,7 +72,7 @@ FINGERPRINT = "workbench_run.json"
 #: TrainConfig fields that may change when a run resumes: how long it trains, how it logs, evaluates and
 #: saves, where it writes, and how it uses the machine. Every other setting is part of the run's fingerprint.
 RESUMABLE = ("output_dir", "epochs", "max_steps", "logging_steps", "eval_steps", "save_steps", "save_total_limit",
-             "early_stopping_patience", "resume", "resume_anyway", "oom_retry", "num_threads")
+             "early_stopping_patience", "evaluate_on_stop", "resume", "resume_anyway", "oom_retry", "num_threads")
 #: ModelConfig fields that may change on resume: where it runs and what it trades memory for.
 MODEL_RESUMABLE = ("device", "gradient_checkpointing")
 
@@ -264,6 +264,17 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
         def __init__(self):
             self.last = (time.perf_counter(), 0)
             self.stopped = False
+            self.eval_step, self.eval_steps = 0, 0  # batches of the evaluation in progress, of how many
+
+        def on_prediction_step(self, args, state, control, **kw):
+            self.eval_step += 1
+            if on_log:
+                on_log({"step": state.global_step, "max_steps": state.max_steps, "phase": "evaluating",
+                        "eval_step": self.eval_step, "eval_steps": self.eval_steps, "time": time.time(),
+                        "progress": True})
+
+        def on_evaluate(self, args, state, control, **kw):
+            self.eval_step = 0
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = dict(logs or {})
@@ -406,6 +417,7 @@ def run_training(
         raise
     finally:
         lock.release()
+        release_memory()
 
 
 def _trainer_class():
@@ -532,6 +544,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             dataloader_num_workers=0,
         )
         callback = _callbacks(run_dir, loaded.device, stop, on_log, resumed_step, fingerprint)
+        callback.eval_steps = math.ceil(len(eval_ds) / args.per_device_eval_batch_size) if has_eval else 0
         callbacks = [callback]
         if train_cfg.early_stopping_patience and has_eval:
             callbacks.append(EarlyStoppingCallback(train_cfg.early_stopping_patience))
@@ -562,9 +575,17 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
     # train_seconds: this session's time in Trainer.train (evaluations during training included).
     metrics = {"train_loss": out.training_loss, "global_step": state.global_step, "max_steps": state.max_steps,
                "epoch": state.epoch, "train_seconds": round(out.metrics.get("train_runtime", 0.0), 1), **info}
-    if eval_ds is not None and not stopped:
+    if eval_ds is not None and (not stopped or train_cfg.evaluate_on_stop):
+        if on_log:
+            on_log({"step": state.global_step, "max_steps": state.max_steps, "phase": "evaluating", "eval_step": 0,
+                    "eval_steps": callback.eval_steps, "time": time.time(), "progress": True})
         metrics.update({k: v for k, v in trainer.evaluate().items()})
         metrics.update(task.final_metrics(metrics))
+        if stopped:
+            metrics["evaluated_at_stop"] = True
+    if on_log:
+        on_log({"step": state.global_step, "max_steps": state.max_steps, "phase": "saving", "time": time.time(),
+                "progress": True})
     model_dir = save_trained(loaded, run_dir / "model", model_cfg.method, labels)
     atomic_write_json(run_dir / "metrics.json", metrics)
     status = STOPPED if stopped else SUCCEEDED

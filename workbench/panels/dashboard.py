@@ -11,11 +11,11 @@ from typing import Callable
 import ipywidgets as widgets
 
 from ..compare import model_set
-from ..export import trained_models
-from ..config import ModelConfig, TokenConfig, TrainConfig
+from ..export import model_choices, trained_models
+from ..config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TokenConfig, TrainConfig, load_yaml
 from ..data import load_dataset, split_names
 from ..pipeline import quick_splits
-from ..presets import BUILTIN_TOKENIZERS, resolve_path, resolve_tokenizer
+from ..presets import BUILTIN_TOKENIZERS, describe_model, resolve_path, resolve_tokenizer
 from ..tasks import task_for
 from .base import CheckboxGroup, Panel
 from .compare import compare_panel
@@ -46,6 +46,7 @@ class Dashboard(Panel):
         root: The project folder: a path typed in the Load box is read from here (``datasets/banking77``), or
             from the current folder when it is not found there; default the current folder.
         compare_models: Name to model folder for the Compare tab.
+        poll: Seconds between looks at the runs folder for the Runs tab's live refresh (0: only on Refresh).
         split, task, models: The core decisions, ``quick_splits`` (how a loaded dataset is split for
             the Train tab), ``task_for`` (what the model learns from it) and ``model_set`` (how
             ``compare_models`` load for its format); tests pass stand-ins.
@@ -54,10 +55,11 @@ class Dashboard(Panel):
     def __init__(self, source: str = "", tokenizers: list[str] | None = None, model: ModelConfig = ModelConfig(),
                  train_cfg: TrainConfig = TrainConfig(), runs_root: str | Path = "runs",
                  compare_models: dict[str, str] | None = None, split: Callable = quick_splits,
-                 task: Callable = task_for, models: Callable = model_set, root: str | Path | None = None):
-        self._split, self._task, self._models = split, task, models
+                 task: Callable = task_for, models: Callable = model_set, root: str | Path | None = None,
+                 poll: float = 5.0):
+        self._split, self._task, self._models, self._describe = split, task, models, describe_model
         self.root = Path(root) if root is not None else Path.cwd()
-        self.test_ds = None
+        self.test_ds = self.ds = None
         # The Tokens tab measures the model's own tokenizer first (what training will use), then the others asked for.
         own = [model.name_or_path] if local_model(model.name_or_path) else []
         self.tokenizers = list(dict.fromkeys(own + list(tokenizers or []))) or ["kb-bpe"]
@@ -72,7 +74,7 @@ class Dashboard(Panel):
         self.load_btn.add_class("wb-load")
         self.status = widgets.HTML()
         self.status.add_class("wb-dashboard-status")
-        self.runs = RunsPanel(self.runs_root)
+        self.runs = RunsPanel(self.runs_root, on_compare=self.compare_runs, poll=poll)
         # The tabs keep these boxes for good and Load swaps what is inside them: replacing a Tab's
         # children makes the front end rebuild its tab bar, which then stops switching tabs.
         self.slots = [widgets.VBox([widgets.HTML("<i>Load a dataset.</i>")]) for _ in range(4)]
@@ -143,24 +145,32 @@ class Dashboard(Panel):
             test_name = next((n for n in ("test", "testing") if n in named), None)
             ds = load_dataset(source, strict=False, **({"split": "train"} if "train" in named else {}))
             self.test_ds = load_dataset(source, strict=False, split=test_name) if test_name else None
-            splits = self._split(ds)
+            splits = self._split(ds, test=0.0 if test_name else 0.1)
+            if not test_name:  # no test file: a tenth is held out, never trained on, for the Compare tab
+                self.test_ds = splits.parts.get("test")
         except Exception as e:  # noqa: BLE001 - bad data shows its problems in the dashboard
             self.status.value = self.error_html(e)
             for slot in self.slots:
                 slot.children = [widgets.HTML("<i>Load a dataset.</i>")]
             return
         parts = f" ({', '.join(named)} provided)" if named else ""
-        held = (f"; its {test_name} split ({len(self.test_ds):,} rows) is kept for the Compare tab's scores"
-                if self.test_ds is not None else "")
+        if test_name:
+            held = f"; its {test_name} split ({len(self.test_ds):,} rows) is kept for the Compare tab's scores"
+        elif self.test_ds is not None:
+            held = (f"; no test split provided, so {len(self.test_ds):,} rows are held out (never trained on) for "
+                    "the Compare tab's scores")
+        else:
+            held = ""
         self.status.value = (f"<b>{html.escape(ds.source)}</b>{html.escape(parts)}: {ds.format}, {len(ds):,} rows"
                              f"{' of train' if named else ''}, {len(ds.report.problems)} problems{held}")
         self.dataset_panel = DatasetPanel(ds)
         toks = {name: (lambda n=name: resolve_tokenizer(n)) for name in self.tokenizers}
         self.token_panel = TokenPanel(ds, toks, TokenConfig(max_length=self.train_cfg.max_length, sample=5000),
                                       train_rows=len(splits["train"]))
-        self.train_panel = TrainPanel(splits["train"], splits.parts.get("validation"),
-                                      replace(self.model, task=self._task(ds).name), self.train_cfg,
-                                      run_dirs=self._new_run_dir)
+        self.train_panel = TrainPanel(
+            splits["train"], splits.parts.get("validation"), replace(self.model, task=self._task(ds).name),
+            self.train_cfg, run_dirs=self._new_run_dir, choices=lambda: model_choices(self.root, self.runs_root),
+            data=DataConfig(source=text), experiments_dir=self.root / "experiments", after_run=self._after_run)
         self.ds = ds
         self.compare_pick = CheckboxGroup([], description="Models to compare",
                                           empty="No trained models yet: train one in the Train tab, then Refresh.")
@@ -180,13 +190,49 @@ class Dashboard(Panel):
                                               self.train_panel.widget, compare]):
             slot.children = [content]
 
+    def _after_run(self, outcome) -> None:
+        """A run ended: the runs table, the Compare tab and the model picker list what it made."""
+        self.runs.refresh()
+        self.refresh_choices()
+        self.train_panel.refresh_choices()
+
+    def compare_runs(self, paths: list[str]) -> None:
+        """Tick the models of runs chosen in the Runs tab (with the bases they were trained from, for generative
+        data), and open the Compare tab on them."""
+        if self.ds is None:
+            self.runs.diff.value = "<i>Load a dataset first: models are compared on its test split.</i>"
+            return
+        self.refresh_choices()
+        wanted = [Path(p).resolve() for p in paths]
+        picked = [name for name, folder in self._choices.items()
+                  if any(w == Path(folder).resolve() or w in Path(folder).resolve().parents for w in wanted)]
+        bases = []
+        if not self.ds.spec.has_label:  # a generator is compared with the base it started from
+            for run in wanted:
+                try:
+                    base = load_yaml(ExperimentConfig, run / "config.yaml").model.name_or_path
+                except (OSError, ConfigError):
+                    continue
+                if local_model(base):
+                    self._choices.setdefault(f"base: {Path(base).name}", base)
+                    bases.append(f"base: {Path(base).name}")
+        self.compare_pick.set_options(list(self._choices), tuple(dict.fromkeys(bases + picked)))
+        self.tabs.selected_index = 3
+        if not picked:
+            self.compare_area.children = [widgets.HTML(
+                "<span class='wb-error' style='color:#b00'>The selected runs have no trained model for this data "
+                "(a run that failed before saving, or one trained on another kind of data).</span>")]
+            return
+        self.build_compare()
+
     def compare_choices(self) -> dict[str, str]:
         """What the Compare tab offers for the loaded data: the models passed in, the base model (generative data:
         how the fine-tunes did against it), and every model trained under ``runs_root`` for this kind of data."""
         choices = {name: str(path) for name, path in self.compare_models.items()}
         classifiers = bool(self.ds.spec.has_label)
-        if not classifiers and local_model(self.model.name_or_path):
-            choices.setdefault(f"base: {Path(self.model.name_or_path).name}", self.model.name_or_path)
+        base = self.train_panel.base.value if self.train_panel is not None else self.model.name_or_path
+        if not classifiers and local_model(base) and self._describe(base).kind == "causal-lm":
+            choices.setdefault(f"base: {Path(base).name}", base)
         for name, path in trained_models(self.runs_root, classifiers=classifiers).items():
             choices.setdefault(name, str(path))
         return choices

@@ -7,28 +7,15 @@ The table is ``runs_table.list_runs``: a run whose process was killed shows as `
 from __future__ import annotations
 
 import html
+import threading
 from pathlib import Path
 from typing import Callable
 
 import ipywidgets as widgets
 
-from ..plots import to_png
 from ..runs_table import RunComparison, compare_runs, list_runs, loss_curves, run_report
 from .base import Panel
-
-
-def overlay_curves(curves: list[tuple[str, list[tuple[int, float]]]]):
-    """Training loss of every selected run on one plot; ``curves`` as ``runs_table.loss_curves`` gives them."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    for name, points in curves:
-        ax.plot(*zip(*points), label=name)
-    ax.set_xlabel("step", fontsize=9)
-    ax.set_ylabel("training loss", fontsize=9)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    return fig
+from .charts import LineChart
 
 
 class RunsPanel(Panel):
@@ -43,12 +30,17 @@ class RunsPanel(Panel):
     """
 
     def __init__(self, runs_root: str | Path = "runs", lister: Callable = list_runs,
-                 comparer: Callable = compare_runs, curves: Callable = loss_curves, report: Callable = run_report):
+                 comparer: Callable = compare_runs, curves: Callable = loss_curves, report: Callable = run_report,
+                 on_compare: Callable[[list[str]], None] | None = None, poll: float = 0.0):
         self.root = Path(runs_root)
         self._list, self._compare, self._curves, self._report = lister, comparer, curves, report
+        self._on_compare = on_compare
         self.table_df = None
         self.refresh_btn = widgets.Button(description="Refresh")
         self.refresh_btn.add_class("wb-refresh-runs")
+        self.live = widgets.Checkbox(value=poll > 0, description="live", indent=False, disabled=poll <= 0,
+                                     tooltip=f"Read the runs folder again every {poll:g} s while a run is going")
+        self.live.add_class("wb-runs-live")
         self.filter = widgets.Text(placeholder="filter: experiment, status, model…", description="Filter",
                                    continuous_update=False)
         self.sort = widgets.Dropdown(options=["run"], value="run", description="Sort by")
@@ -57,33 +49,75 @@ class RunsPanel(Panel):
         self.table.add_class("wb-runs-table")
         self.select = widgets.SelectMultiple(options=[], description="Runs", rows=6,
                                              layout=widgets.Layout(width="70%"))
-        self.curves = widgets.Image(format="png")
+        self.curves = LineChart("Training loss of the selected runs by step", y_label="training loss",
+                                empty="Select runs to overlay their training loss.", css="wb-runs-curves")
         self.diff = widgets.HTML()
         self.report = widgets.HTML()
         self.diff_btn = widgets.Button(description="Diff two runs")
         self.report_btn = widgets.Button(description="Open report")
+        self.compare_btn = widgets.Button(description="Compare models", disabled=on_compare is None,
+                                          tooltip="Open the selected runs' models side by side in the Compare tab")
+        self.compare_btn.add_class("wb-runs-compare")
         self.refresh_btn.on_click(lambda _: self.refresh())
         for w in (self.filter, self.sort, self.descending):
             w.observe(lambda _: self.render(), names="value")
         self.select.observe(lambda _: self.plot(), names="value")
         self.diff_btn.on_click(lambda _: self.show_diff())
         self.report_btn.on_click(lambda _: self.show_report())
+        self.compare_btn.on_click(lambda _: self.compare_selected())
         self.widget = widgets.VBox([
-            widgets.HBox([self.refresh_btn, self.filter, self.sort, self.descending]), self.table,
-            self.select, widgets.HBox([self.diff_btn, self.report_btn]), self.curves, self.diff, self.report])
+            widgets.HBox([self.refresh_btn, self.live, self.filter, self.sort, self.descending]), self.table,
+            self.select, widgets.HBox([self.diff_btn, self.report_btn, self.compare_btn]), self.curves.widget,
+            self.diff, self.report])
         self.widget.add_class("wb-runs-panel")
+        self.closed = threading.Event()
+        self._seen = None
         self.refresh()
+        if poll > 0:
+            self._start(lambda: self._follow(poll), "runs-live")
+
+    def _signature(self) -> tuple:
+        """What changes when a run starts, logs, ends or is removed: the runs' status and log files' times."""
+        files = sorted(self.root.glob("*/*/status.json")) + sorted(self.root.glob("*/*/metrics.json")) + sorted(
+            self.root.glob("*/*/train_log.jsonl"))
+        out = []
+        for f in files:
+            try:
+                out.append((str(f), f.stat().st_mtime_ns))
+            except OSError:  # removed between the listing and the look
+                pass
+        return tuple(out)
+
+    def _follow(self, poll: float) -> None:
+        """Refresh when the runs folder changes, while ``live`` is ticked (a worker thread; ``close`` ends it)."""
+        while not self.closed.wait(poll):
+            if not self.live.value:
+                continue
+            try:
+                signature = self._signature()
+                if signature != self._seen:
+                    self.refresh()
+            except Exception:  # noqa: BLE001 - a folder mid-write is read again at the next look
+                continue
+
+    def close(self) -> None:
+        """Stop following the runs folder."""
+        self.closed.set()
 
     def refresh(self) -> None:
         """Read the runs folder again."""
+        self._seen = self._signature()
         self.table_df = self._list(self.root)
         if self.table_df is not None and len(self.table_df):
             cols = [c for c in self.table_df.columns if c not in ("path", "reason")]
             self.sort.options = cols
             if self.sort.value not in cols:
                 self.sort.value = "run"
+            kept = self.select.value
             self.select.options = [(f"{r.experiment}/{r.run} ({r.status})", r.path)
                                    for r in self.table_df.itertuples()]
+            paths = set(self.table_df["path"])
+            self.select.value = tuple(p for p in kept if p in paths)  # a refresh keeps what was selected
         self.render()
 
     def visible(self):
@@ -111,9 +145,27 @@ class RunsPanel(Panel):
         self.table.value = table
 
     def plot(self) -> None:
+        """Overlay the selected runs' training loss (a run of a few steps shows as its points)."""
         runs = [Path(p) for p in self.select.value]
-        if runs:
-            self.curves.value = to_png(overlay_curves(self._curves(runs)))
+        curves = self._curves(runs) if runs else []
+        named: dict[str, list] = {}
+        for name, points in curves:  # two experiments may share a run id: each keeps its own line
+            key, n = name, 2
+            while key in named:
+                key, n = f"{name} ({n})", n + 1
+            named[key] = points
+        self.curves.set_lines(named)
+        if runs and not named:
+            self.curves.empty.value = ("<i>The selected runs logged no training loss yet (a run logs every "
+                                       "logging_steps steps, and at its first).</i>")
+
+    def compare_selected(self) -> None:
+        """Hand the selected runs to the Compare tab."""
+        runs = list(self.select.value)
+        if not runs:
+            self.diff.value = "<i>Select the runs whose models to compare.</i>"
+            return
+        self._on_compare(runs)
 
     def show_diff(self) -> None:
         runs = list(self.select.value)
