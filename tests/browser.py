@@ -77,7 +77,7 @@ def voila(notebook: str | Path, timeout: float = 60):
 
 
 @contextlib.contextmanager
-def browser_page():
+def browser_page(width: int = 1400, height: int = 1000):
     """A chromium page that records page errors in ``page.errors`` and every URL it requests in ``page.requests``."""
     from playwright.sync_api import sync_playwright
 
@@ -85,7 +85,7 @@ def browser_page():
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.errors, page.requests = [], []
             page.on("pageerror", lambda e: page.errors.append(str(e)))
             page.on("request", lambda r: page.requests.append(r.url))
@@ -113,9 +113,9 @@ def assert_clean(page, screenshot: str, full_page: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def voila_page(notebook: str | Path, selector: str, timeout: float = 120):
+def voila_page(notebook: str | Path, selector: str, timeout: float = 120, width: int = 1400, height: int = 1000):
     """A chromium page on ``notebook`` served by Voila, once ``selector`` has rendered; yields the page."""
-    with voila(notebook, timeout=timeout) as url, browser_page() as page:
+    with voila(notebook, timeout=timeout) as url, browser_page(width, height) as page:
         page.goto(url, timeout=timeout * 1500)
         page.wait_for_selector(selector, timeout=timeout * 1500)
         yield page

@@ -78,59 +78,132 @@ def _tab(page, title: str):
     page.locator(".lm-TabBar-tab", has_text=re.compile(f"^{title}$")).first.click()
 
 
-def test_dashboard_in_voila_load_tokens_train_stop_runs(tmp_path):
+#: Point 4 of issue #15: each value the Train tab once changed silently, and the message it shows now.
+BAD_INPUTS = [("max-steps", "0", "max_steps must be -1 (train for the epochs) or at least 1, got 0"),
+              ("learning-rate", "abc", "expected a number, got 'abc'"),
+              ("learning-rate", "-1", "learning_rate must be positive"),
+              ("learning-rate", "", "enter a value"),
+              ("batch-size", "0", "batch_size and grad_accum must be at least 1"),
+              ("epochs", "-1", "epochs must be positive"),
+              ("max-length", "1", "max_length must be at least 8, got 1")]
+
+
+def _field(page, name: str):
+    return page.locator(f".wb-field-{name} input").first
+
+
+def test_a_new_user_s_whole_path_in_the_dashboard(tmp_path):
+    """Open the dashboard, load the tickets by their project path, pick a model, get every bad value refused, train
+    a few steps, stop (evaluating), see the run with its metrics in the Runs tab, compare it with its base on the
+    held-out test split and side by side; screenshots of each tab at 1280x800 (docs/screenshots)."""
     import sys
 
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny import tiny_base
 
-    base = tiny_base(tmp_path / "base")
+    base = tiny_base(tmp_path / "models" / "tiny-llama")
     runs = tmp_path / "runs"
-    notebook = parameterized_copy("dashboard.ipynb", ROOT / "notebooks" / "zz_browser_dashboard.ipynb", {
-        "source": "", "tokenizers": "kb-bpe", "name_or_path": str(base), "method": "full", "max_steps": 3000,
-        "learning_rate": 0.003, "batch_size": 4, "max_length": 256, "logging_steps": 1, "runs_root": str(runs)})
-    shots = ARTIFACTS / "dashboard"
+    # The shipped dashboard notebook as it is, but for where runs go (kept out of the project's runs/).
+    notebook = parameterized_copy("dashboard.ipynb", ROOT / "notebooks" / "zz_browser_dashboard.ipynb",
+                                  {"source": "", "runs_root": str(runs)})
+    shots = ARTIFACTS / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     try:
-        with voila_page(notebook, ".wb-dashboard") as page:
-            page.fill(".wb-source input", "../datasets/it_support/tickets.jsonl")
-            page.click("button.wb-load")
-            page.wait_for_function(
-                "() => document.querySelector('.wb-dashboard-status').innerText.includes('335 rows')", timeout=60_000)
-            page.screenshot(path=str(shots / "1-dataset.png"), full_page=True)
-
+        with voila_page(notebook, ".wb-dashboard", width=1280, height=800) as page:
+            page.fill(".wb-source input", "datasets/it_support/tickets.jsonl")
+            page.press(".wb-source input", "Enter")
+            page.wait_for_function("() => document.querySelector('.wb-dashboard-status').innerText.includes("
+                                   "'held out')", timeout=60_000)
+            status = page.locator(".wb-dashboard-status").inner_text()
+            assert "335 rows" in status and "34 rows are held out" in status
+            page.wait_for_selector(".wb-dataset-panel", timeout=30_000)
+            page.screenshot(path=str(shots / "1-dataset.png"))
             _tab(page, "Tokens")
-            page.wait_for_selector(".wb-token-table table", timeout=60_000)
-            assert "base" in page.locator(".wb-token-table").inner_text()  # the model's own tokenizer first
-            page.locator(".wb-tokenizers input[type=checkbox]").nth(1).check()  # kb-bpe beside it: one click
-            page.wait_for_function(
-                "() => document.querySelector('.wb-token-table').innerText.includes('kb-bpe')", timeout=60_000)
-            page.screenshot(path=str(shots / "2-tokens.png"), full_page=True)
+            page.wait_for_selector(".wb-token-table", timeout=60_000)
+            page.screenshot(path=str(shots / "2-tokens.png"))
 
             _tab(page, "Train")
+            # The notebook's default base (minilm, an encoder) cannot write answers: another is picked, and saying
+            # so; the user's own choice of an encoder is refused with what to pick.
+            assert "cannot train this data" in page.locator(".wb-model-check").inner_text()
+            page.fill(".wb-model input", "minilm")
+            page.wait_for_function("() => document.querySelector('.wb-model-check').innerText.includes("
+                                   "'cannot write text')", timeout=20_000)
+            page.wait_for_function("() => document.querySelector('button.wb-start').disabled", timeout=10_000)
+            page.fill(".wb-model input", str(base))
+            page.wait_for_function("() => document.querySelector('.wb-model-check').innerText.includes("
+                                   "'trains causal-lm')", timeout=20_000)
+            page.wait_for_function("() => !document.querySelector('button.wb-start').disabled", timeout=20_000)
+
+            for name, text, message in BAD_INPUTS:
+                good = _field(page, name).input_value()
+                _field(page, name).fill(text)
+                error = page.locator(f".wb-field-{name}").locator("xpath=..").locator(".wb-field-error")
+                error.filter(has_text=message).wait_for(timeout=20_000)
+                page.wait_for_function("() => document.querySelector('button.wb-start').disabled", timeout=10_000)
+                assert _field(page, name).input_value() == text  # never changed behind the user's back
+                _field(page, name).fill(good)
+                page.wait_for_function("() => !document.querySelector('button.wb-start').disabled", timeout=20_000)
+            _field(page, "learning-rate").fill("3e-3")  # scientific notation, kept as typed
+            _field(page, "max-steps").fill("400")
+            _field(page, "batch-size").fill("4")
+            page.get_by_text("Advanced settings").first.click()
+            _field(page, "logging-steps").fill("1")
+            page.screenshot(path=str(shots / "3-train-advanced.png"))
+            page.get_by_text("Advanced settings").first.click()  # closed again
+            page.locator(".wb-evaluate-on-stop input").check()
+            page.get_by_text("The same run from the command line").first.click()
+            page.wait_for_function("() => document.querySelector('.wb-spec-yaml textarea').value.includes("
+                                   "'logging_steps: 1')", timeout=20_000)
+            spec = page.locator(".wb-spec-yaml textarea").input_value()
+            assert "learning_rate: 0.003" in spec and "max_steps: 400" in spec and str(base) in spec
+            assert "workbench run experiments/" in page.locator(".wb-spec-command").inner_text()
+            page.get_by_text("The same run from the command line").first.click()
+
             page.click("button.wb-start")
             page.wait_for_function(
                 "() => document.querySelector('.wb-train-progress').innerText.includes('loss')", timeout=120_000)
-            page.wait_for_selector(".wb-curves img", timeout=120_000)
-            first = page.locator(".wb-curves img").get_attribute("src")
-            page.wait_for_function(  # the loss curve redraws as training goes on
-                f"() => document.querySelector('.wb-curves img').getAttribute('src') !== {first!r}", timeout=120_000)
-            assert page.locator(".wb-curves img").get_attribute("alt")
-            page.screenshot(path=str(shots / "3-training.png"), full_page=True)
+            page.wait_for_selector(".wb-curves .bqplot svg .curve path.line", timeout=60_000)
+            assert "Training" in page.locator(".wb-train-status").inner_text()
+            page.locator(".wb-train-status").scroll_into_view_if_needed()
+            page.mouse.wheel(0, 250)
+            page.screenshot(path=str(shots / "3-train.png"))
             page.click("button.wb-stop")
+            page.wait_for_function(  # acknowledged at once
+                "() => document.querySelector('.wb-train-status').innerText.includes('Stopping')", timeout=5_000)
             page.wait_for_function(
-                "() => document.querySelector('.wb-train-status').innerText.includes('stopped')", timeout=120_000)
+                "() => document.querySelector('.wb-train-status').innerText.includes('stopped')", timeout=180_000)
             status = page.locator(".wb-train-status").inner_text()
-            step = int(re.search(r"at step (\d+)/3000", status).group(1))
-            assert 0 < step < 3000
+            step = int(re.search(r"at step (\d+)/400", status).group(1))
+            assert 0 < step < 400 and "eval_loss" in status and "evaluated when stopped" in status
 
-            _tab(page, "Runs")
-            page.click("button.wb-refresh-runs")
+            _tab(page, "Runs")  # the finished run is there without a Refresh, with its metrics
             page.wait_for_function(
                 "() => document.querySelector('.wb-runs-table').innerText.includes('stopped')", timeout=30_000)
             table = page.locator(".wb-runs-table").inner_text()
-            assert "dashboard" in table
-            assert_clean(page, str(shots / "4-runs.png"), full_page=True)
+            assert "eval_loss" in table and "train_loss" in table and f"{step}/400" in table
+            page.locator(".wb-runs-select select").first.select_option(index=0)
+            page.wait_for_selector(".wb-runs-curves .bqplot svg .curve path.line", timeout=30_000)
+            page.screenshot(path=str(shots / "5-runs.png"))
+            page.click("button.wb-runs-compare")
+
+            page.wait_for_selector(".wb-compare-panel", timeout=120_000)  # the Compare tab, its models loaded
+            ticked = page.locator(".wb-compare-pick input[type=checkbox]:checked").count()
+            assert ticked == 2, "the run's model and the base it was trained from"
+            _tab(page, "Metrics")
+            page.click("button.wb-score")
+            page.wait_for_function(
+                "() => document.querySelector('.wb-metrics').innerText.includes('rouge')", timeout=300_000)
+            assert "Scores the 34 rows" in page.locator(".wb-compare-panel").first.inner_text()
+            page.screenshot(path=str(shots / "4-compare-metrics.png"))
+            _tab(page, "Side by side")
+            page.fill(".wb-prompt textarea", "My laptop will not connect to the office wifi")
+            page.click("button.wb-generate")
+            page.wait_for_function("() => document.querySelectorAll('.wb-output').length === 2", timeout=120_000)
+            outputs = [page.locator(".wb-output").nth(i).inner_text() for i in range(2)]
+            assert outputs[0].startswith("base: tiny-llama") and outputs[1].startswith("dashboard/")
+            page.screenshot(path=str(shots / "4-compare.png"))
+            assert_clean(page, str(ARTIFACTS / "dashboard-whole-path.png"), full_page=True)
     finally:
         notebook.unlink(missing_ok=True)
 

@@ -300,3 +300,44 @@ def test_plots_say_what_they_leave_out_and_show_nothing_broken_before_they_exist
     panel.wait()
     assert panel.curves.figure in panel.curves.widget.children
     assert "training loss" in panel.curves.legend.value and "loss by step" in panel.curves.caption.value
+
+
+def test_classifier_scoring_tells_its_progress_and_can_be_cancelled():
+    import threading
+
+    from workbench.compare import compare_classifiers
+    from workbench.errors import Cancelled
+    from workbench.panels import ClassifierComparePanel
+
+    rows = [(f"text {i}", "ab"[i % 2]) for i in range(600)]
+    test = load_dataset(pd.DataFrame(rows, columns=["text", "label"]))
+    seen = []
+    calls = []
+
+    def predict(texts):
+        calls.append(len(texts))
+        return ["a"] * len(texts)
+
+    c = compare_classifiers(test, {"m": predict}, progress=lambda message, share: seen.append((message, share)))
+    assert calls == [256, 256, 88] and c.metrics.loc["m", "accuracy"] == pytest.approx(0.5)
+    assert seen[0] == ("m: 0 of 600 texts", 0.0) and seen[-1] == ("m: 600 of 600 texts", 1.0)
+    stop = threading.Event()
+    with pytest.raises(Cancelled):
+        compare_classifiers(test, {"m": predict}, progress=lambda message, share: share > 0 and stop.set(), stop=stop)
+
+    def comparer(test, scorers, reference, cfg, progress, stop):
+        progress("m: 256 of 600 texts", 0.4)
+        stop.wait(5)
+        raise Cancelled("scoring was cancelled")
+
+    p = ClassifierComparePanel({"m": predict}, test, comparer=comparer)
+    p.metrics_btn.click()
+    for _ in range(100):
+        if "256 of 600" in p.scoring.status.value:
+            break
+        threading.Event().wait(0.02)
+    assert p.scoring.bar.value == 0.4 and p.scoring.bar.layout.visibility == "visible"
+    assert not p.cancel_btn.disabled
+    p.cancel_btn.click()
+    p.wait()
+    assert "Cancelled" in p.scoring.status.value and p.cancel_btn.disabled and not p.metrics_btn.disabled

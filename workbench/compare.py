@@ -142,9 +142,20 @@ class ClassificationComparison:
     verdict: Verdict | None = None
 
 
+def _in_chunks(fn: Callable, texts: list[str], on_chunk: Callable[[int], None], size: int = 256) -> list:
+    """``fn`` over ``texts`` a chunk at a time (so progress can be told and a cancel heard between chunks)."""
+    out: list = []
+    for i in range(0, len(texts), size):
+        out.append(fn(texts[i:i + size]))
+        on_chunk(min(i + size, len(texts)))
+    return out
+
+
 def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], reference: str | None = None,
                         cfg: CompareConfig = CompareConfig(), *, train: LoadedDataset | None = None,
-                        validation: LoadedDataset | None = None) -> ClassificationComparison:
+                        validation: LoadedDataset | None = None,
+                        progress: Callable[[str, float], None] | None = None,
+                        stop: threading.Event | None = None) -> ClassificationComparison:
     """Predict ``test`` with every model and compare them (see the module docstring).
 
     Args:
@@ -157,6 +168,8 @@ def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], r
         train: The training split: the majority-class baseline predicts its most frequent label (without
             it, the test split's, and the settings and report say so).
         validation: Where rejection thresholds are fitted (with ``cfg.out_of_scope``).
+        progress: Hears ``(message, share done)`` as each model predicts, a chunk of texts at a time.
+        stop: Set it (from another thread) to cancel between chunks (``Cancelled``; nothing is kept).
 
     Returns:
         A ``ClassificationComparison``.
@@ -176,14 +189,22 @@ def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], r
         majority, counted_on = M.majority_label(gold), "test split (no training split at hand)"
     rows = [{"model": MAJORITY, **_class_scores(gold, [majority] * len(gold), classes, cfg)}]
     preds, thresholds, notes = {}, {}, {}
-    for name, predict in predictors.items():
+    say = progress or (lambda message, share: None)
+    for k, (name, predict) in enumerate(predictors.items()):
+        def told(done: int, k=k, name=name) -> None:
+            if stop is not None and stop.is_set():
+                raise Cancelled("scoring was cancelled; no figures were kept")
+            say(f"{name}: {done:,} of {len(texts):,} texts", (k + done / max(len(texts), 1)) / len(predictors))
+
+        told(0)
         threshold, notes[name] = _rejection_threshold(predict, validation, oos)
         start = time.perf_counter()
         if threshold is None:
-            pred = [str(p) for p in predict(texts)]
+            pred = [str(p) for chunk in _in_chunks(predict, texts, told) for p in chunk]
         else:
             thresholds[name] = threshold
-            pred = M.reject(predict.predict_proba(texts), predict.labels, threshold, oos)
+            proba = np.vstack(_in_chunks(predict.predict_proba, texts, told)) if texts else predict.predict_proba(texts)
+            pred = M.reject(proba, predict.labels, threshold, oos)
         seconds = time.perf_counter() - start
         preds[name] = pred
         examples[f"pred:{name}"] = pred

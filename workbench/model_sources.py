@@ -154,6 +154,10 @@ class PackagedGguf(ModelSource):
     def claims(self, name_or_path: str) -> bool:
         return name_or_path == self.name
 
+    def installed(self) -> bool:
+        """Whether the package is installed (looked up, not imported)."""
+        return importlib.util.find_spec(self.module) is not None
+
     def _missing(self) -> ModelSourceError:
         return ModelSourceError(f"the preset {self.name!r} ({self.summary}; licence: {self.licence}) comes with "
                                 f"a package that is not installed: {self.install}")

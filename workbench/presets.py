@@ -147,9 +147,11 @@ def describe_model(name_or_path: str) -> ModelInfo:
     name = str(name_or_path).strip()
     if name == "minilm":
         return ModelInfo(name, "encoder", detail="all-MiniLM-L6-v2")
-    if find_source(name) is not None:
+    if (source := find_source(name)) is not None:
         if name.lower().endswith(".gguf") and not Path(name).expanduser().is_file():
             return ModelInfo(name, None, detail=f"no such GGUF file ({Path(name).expanduser().resolve()})")
+        if not getattr(source, "installed", lambda: True)():
+            return ModelInfo(name, None, detail=f"a preset whose package is not installed: {source.install}")
         return ModelInfo(name, "causal-lm", detail="GGUF")
     path = Path(name).expanduser()
     if not path.is_dir():

@@ -57,6 +57,48 @@ def _common_widgets(names: list[str], selected: list[str], test, placeholder: st
     return pick, box, sample, run, columns, status, score, metrics
 
 
+class ScoreProgress:
+    """Scoring's progress bar, status line and Cancel button, which sit beside the button that started it (scoring
+    takes minutes). ``stop`` is the event the core function hears; ``widget`` the row to show."""
+
+    def __init__(self):
+        self.bar = widgets.FloatProgress(value=0, min=0, max=1, description="scoring",
+                                         layout=widgets.Layout(visibility="hidden"))
+        self.status = widgets.HTML()
+        self.cancel_btn = widgets.Button(description="Cancel", button_style="warning", disabled=True,
+                                         tooltip="Stop scoring (nothing half-scored is kept)")
+        for w, css in [(self.bar, "wb-score-progress"), (self.status, "wb-score-status"),
+                       (self.cancel_btn, "wb-score-cancel")]:
+            w.add_class(css)
+        self.stop = threading.Event()
+        self.cancel_btn.on_click(lambda _: self.cancel())
+
+    def begin(self) -> None:
+        self.stop.clear()
+        self.cancel_btn.disabled = False
+        self.bar.layout.visibility = "visible"
+        self.update("starting", 0.0)
+
+    def update(self, message: str, share: float) -> None:
+        """``progress(message, share)`` for ``compare_generators`` and ``compare_classifiers``."""
+        self.bar.value = share
+        self.status.value = f"<i>{html.escape(message)}</i>"
+
+    def cancel(self) -> None:
+        """Stop scoring at the next chance; nothing half-scored is shown."""
+        self.stop.set()
+        self.cancel_btn.disabled = True
+        self.status.value = "<i>Cancelling…</i>"
+
+    def finish(self, message: str = "") -> None:
+        self.cancel_btn.disabled = True
+        self.bar.layout.visibility = "hidden"
+        self.status.value = message
+
+
+CANCELLED = "<i class='wb-score-cancelled'>Cancelled; no scores were kept.</i>"
+
+
 def _decoding_words(settings: dict) -> str:
     """``decoding_settings`` as a few words for an answer's footer."""
     how = (f"sampling, temperature {settings['temperature']:g}, top-p {settings['top_p']:g}"
@@ -150,17 +192,9 @@ class ComparePanel(Panel):
         prompt_tab = widgets.VBox([widgets.HBox([self.pick, self.prompt]),
                                    widgets.HBox([self.sample_btn, self.generate_btn, self.status]),
                                    self.reference, self.columns])
-        # Scoring takes minutes: its progress and Cancel sit beside the button that started it.
-        self.score_progress = widgets.FloatProgress(value=0, min=0, max=1, description="scoring",
-                                                    layout=widgets.Layout(visibility="hidden"))
-        self.score_status = widgets.HTML()
-        self.cancel_btn = widgets.Button(description="Cancel", button_style="warning", disabled=True,
-                                         tooltip="Stop scoring (nothing half-scored is kept)")
-        for w, css in [(self.score_progress, "wb-score-progress"), (self.score_status, "wb-score-status"),
-                       (self.cancel_btn, "wb-score-cancel")]:
-            w.add_class(css)
-        self._score_stop = threading.Event()
-        self.cancel_btn.on_click(lambda _: self.cancel_score())
+        self.scoring = ScoreProgress()
+        self.score_progress, self.score_status, self.cancel_btn = (self.scoring.bar, self.scoring.status,
+                                                                   self.scoring.cancel_btn)
         scored_on = (f"Scores the {len(test):,} rows of {html.escape(test.source)}" if test is not None
                      else "No test split to score on")
         metrics_tab = widgets.VBox([widgets.HBox([self.metrics_btn, self.cancel_btn, self.score_progress]),
@@ -230,39 +264,28 @@ class ComparePanel(Panel):
             body = html.escape(out) if i == 0 else diff_html(out, first)
             boxes.append(widgets.HTML(
                 f'<div class="wb-output" data-model="{html.escape(name)}" style="border:1px solid #ccc;padding:6px;'
-                f'min-width:260px;max-width:480px;white-space:pre-wrap"><b>{html.escape(name)}</b><br>{body}</div>'))
+                f'min-width:260px;max-width:480px;white-space:pre-wrap;overflow-wrap:anywhere"><b>{html.escape(name)}</b><br>{body}</div>'))
         self.columns.children = boxes
 
     # ------------------------------------------------------------------ metrics
 
-    def _score_progress(self, message: str, share: float) -> None:
-        self.score_progress.value = share
-        self.score_status.value = f"<i>{html.escape(message)}</i>"
-
     def cancel_score(self) -> None:
         """Stop scoring within a token; nothing half-scored is shown."""
-        self._score_stop.set()
-        self.cancel_btn.disabled = True
-        self.score_status.value = "<i>Cancelling…</i>"
+        self.scoring.cancel()
 
     def start_score(self):
         names = list(self.pick.value) or list(self.models)
         self._busy(True, "Scoring on the test split (progress in the Metrics tab)…")
-        self._score_stop.clear()
-        self.cancel_btn.disabled = False
-        self.score_progress.layout.visibility = "visible"
-        self._score_progress("starting", 0.0)
+        self.scoring.begin()
 
         def finish(message: str = "") -> None:
             self._busy(False)
-            self.cancel_btn.disabled = True
-            self.score_progress.layout.visibility = "hidden"
-            self.score_status.value = message
+            self.scoring.finish(message)
 
         def work():
             try:
                 self.comparison = c = self._compare(self.test, {n: self.models[n] for n in names}, names[0], self.cfg,
-                                                    self.device, progress=self._score_progress, stop=self._score_stop)
+                                                    self.device, progress=self.scoring.update, stop=self.scoring.stop)
                 cols = [m for m in self.cfg.metrics if m in c.metrics.columns] + [
                     x for x in ("reference_perplexity", "tokens_per_s", "seconds_per_example", "degenerate")
                     if x in c.metrics.columns]
@@ -277,7 +300,7 @@ class ComparePanel(Panel):
                 self.examples_html.value = top[keep].to_html(index=False, classes="wb-disagreements")
                 finish(f"Scored {len(c.examples):,} examples.")
             except Cancelled:
-                finish("<i class='wb-score-cancelled'>Cancelled; no scores were kept.</i>")
+                finish(CANCELLED)
             except Exception as e:  # noqa: BLE001
                 finish()
                 self.metrics_html.value = self.error_html(e)
@@ -415,8 +438,14 @@ class ClassifierComparePanel(Panel):
         side = widgets.VBox([widgets.HBox([self.pick, self.text]),
                              widgets.HBox([self.sample_btn, self.classify_btn, self.status]),
                              self.truth_html, self.columns])
-        self.tabs = widgets.Tab(children=[side, widgets.VBox([self.metrics_btn, self.metrics_html]),
-                                          self.examples_html])
+        self.scoring = ScoreProgress()
+        self.cancel_btn = self.scoring.cancel_btn
+        scored_on = (f"Scores the {len(test):,} rows of {html.escape(test.source)}" if test is not None
+                     else "No test split to score on")
+        metrics_tab = widgets.VBox([widgets.HBox([self.metrics_btn, self.cancel_btn, self.scoring.bar]),
+                                    widgets.HTML(f"<small>{scored_on}.</small>"), self.scoring.status,
+                                    self.metrics_html])
+        self.tabs = widgets.Tab(children=[side, metrics_tab, self.examples_html])
         for i, t in enumerate(["Side by side", "Metrics", "Disagreements"]):
             self.tabs.set_title(i, t)
         self.widget = widgets.VBox([self.tabs])
@@ -473,12 +502,13 @@ class ClassifierComparePanel(Panel):
 
     def start_score(self):
         names = list(self.pick.value) or list(self.scorers)
-        self._busy(True, "Scoring on the test split…")
+        self._busy(True, "Scoring on the test split (progress in the Metrics tab)…")
+        self.scoring.begin()
 
         def work():
             try:
                 self.comparison = c = self._compare(self.test, {n: self.scorers[n] for n in names}, names[0],
-                                                    self.cfg)
+                                                    self.cfg, progress=self.scoring.update, stop=self.scoring.stop)
                 per_class = per_class_table(c)
                 self.metrics_html.value = (
                     c.metrics[["accuracy", "accuracy_low", "accuracy_high", "macro_f1", "examples_per_s"]]
@@ -493,8 +523,13 @@ class ClassifierComparePanel(Panel):
                                             "</p>" + differ[["where", "text", "label", *preds]].head(50)
                                             .to_html(index=False, classes="wb-disagreements"))
                 self._busy(False)
+                self.scoring.finish(f"Scored {len(c.examples):,} examples.")
+            except Cancelled:
+                self._busy(False)
+                self.scoring.finish(CANCELLED)
             except Exception as e:  # noqa: BLE001
                 self._busy(False)
+                self.scoring.finish()
                 self.metrics_html.value = self.error_html(e)
 
         return self._start(work, "compare-score")

@@ -15,7 +15,7 @@ from ..export import model_choices, trained_models
 from ..config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TokenConfig, TrainConfig, load_yaml
 from ..data import load_dataset, split_names
 from ..pipeline import quick_splits
-from ..presets import BUILTIN_TOKENIZERS, describe_model, resolve_path, resolve_tokenizer
+from ..presets import BUILTIN_TOKENIZERS, describe_model, resolve_tokenizer
 from ..tasks import task_for
 from .base import CheckboxGroup, Panel
 from .compare import compare_panel
@@ -29,10 +29,7 @@ def local_model(name: str) -> bool:
     """Whether ``name`` is a model this machine has (a preset, a ``.gguf`` file, a folder), not a hub id."""
     if not name:
         return False
-    try:
-        return name in BUILTIN_TOKENIZERS or Path(resolve_path(name)).exists()
-    except Exception:  # noqa: BLE001 - a preset whose package is missing is not here
-        return False
+    return name in BUILTIN_TOKENIZERS or describe_model(name).kind is not None  # looked at, never converted
 
 
 class Dashboard(Panel):
@@ -161,7 +158,7 @@ class Dashboard(Panel):
                     "the Compare tab's scores")
         else:
             held = ""
-        self.status.value = (f"<b>{html.escape(ds.source)}</b>{html.escape(parts)}: {ds.format}, {len(ds):,} rows"
+        self.status.value = (f"<b>{html.escape(text)}</b>{html.escape(parts)}: {ds.format}, {len(ds):,} rows"
                              f"{' of train' if named else ''}, {len(ds.report.problems)} problems{held}")
         self.dataset_panel = DatasetPanel(ds)
         toks = {name: (lambda n=name: resolve_tokenizer(n)) for name in self.tokenizers}
@@ -170,7 +167,8 @@ class Dashboard(Panel):
         self.train_panel = TrainPanel(
             splits["train"], splits.parts.get("validation"), replace(self.model, task=self._task(ds).name),
             self.train_cfg, run_dirs=self._new_run_dir, choices=lambda: model_choices(self.root, self.runs_root),
-            data=DataConfig(source=text), experiments_dir=self.root / "experiments", after_run=self._after_run)
+            data=DataConfig(source=text), experiments_dir=self.root / "experiments", after_run=self._after_run,
+            root=self.root)
         self.ds = ds
         self.compare_pick = CheckboxGroup([], description="Models to compare",
                                           empty="No trained models yet: train one in the Train tab, then Refresh.")

@@ -49,6 +49,7 @@ class RunsPanel(Panel):
         self.table.add_class("wb-runs-table")
         self.select = widgets.SelectMultiple(options=[], description="Runs", rows=6,
                                              layout=widgets.Layout(width="70%"))
+        self.select.add_class("wb-runs-select")
         self.curves = LineChart("Training loss of the selected runs by step", y_label="training loss",
                                 empty="Select runs to overlay their training loss.", css="wb-runs-curves")
         self.diff = widgets.HTML()
@@ -110,9 +111,9 @@ class RunsPanel(Panel):
         self.table_df = self._list(self.root)
         if self.table_df is not None and len(self.table_df):
             cols = [c for c in self.table_df.columns if c not in ("path", "reason")]
+            chosen = self.sort.value  # new options reset the value: keep the user's column (default: newest first)
             self.sort.options = cols
-            if self.sort.value not in cols:
-                self.sort.value = "run"
+            self.sort.value = chosen if chosen in cols else "run"
             kept = self.select.value
             self.select.options = [(f"{r.experiment}/{r.run} ({r.status})", r.path)
                                    for r in self.table_df.itertuples()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import os
 import re
 import threading
 import time
@@ -52,6 +53,7 @@ class TrainPanel(Panel):
             (``tasks.task_for_model``, raising ``TrainingError`` for a pair that makes no sense).
         data: The data section of the experiment YAML the panel shows (default: the train split's source).
         experiments_dir: Where Save writes that YAML.
+        root: The folder the shown command runs in (the project folder; default the current folder).
         after_run: Called with the result (or the error) when a run ends (the dashboard refreshes its lists).
     """
 
@@ -61,14 +63,14 @@ class TrainPanel(Panel):
                  run_dirs: Callable[[], str] | None = None, choices: Callable[[], list[str]] | None = None,
                  describe: Callable = describe_model, infer_task: Callable = task_for_model,
                  data: DataConfig | None = None, experiments_dir: str | Path = "experiments",
-                 after_run: Callable | None = None):
+                 after_run: Callable | None = None, root: str | Path | None = None):
         self.train_ds, self.eval_ds = train, eval
         self.model_cfg, self.train_cfg, self.lora_cfg, self.quant_cfg = model, train_cfg, lora, quant
         self._run, self.plot_every, self._run_dirs = run, plot_every, run_dirs
         self._choices, self._describe, self._infer = choices or (lambda: list(LICENCES)), describe, infer_task
         self._after_run = after_run
         self.data_cfg = data or DataConfig(source=train.source)
-        self.experiments_dir = Path(experiments_dir)
+        self.experiments_dir, self.root = Path(experiments_dir), Path(root) if root is not None else Path.cwd()
         self.output_dir = train_cfg.output_dir
         self.stop_event = threading.Event()
         self.log: list[dict] = []
@@ -155,8 +157,11 @@ class TrainPanel(Panel):
 
     def _pick_suitable(self, refused: str) -> None:
         for name in self.base.options:
+            info = self._describe(name)
+            if info.kind is None:  # not on this machine (a preset not installed): no default to offer
+                continue
             try:
-                self._infer(self.train_ds, self._describe(name), self.model_cfg.task)
+                self._infer(self.train_ds, info, self.model_cfg.task)
             except TrainingError:
                 continue
             self.base.value = name
@@ -164,8 +169,9 @@ class TrainPanel(Panel):
                                        f"data, so {html.escape(name)} is picked; choose another above.</small>")
             return
 
-    def _typed(self, cls, name, value, label=None) -> TypedField:
-        return TypedField(cls, name, value, label=label, base=lambda: self._good(cls, name), on_change=self._validate)
+    def _typed(self, cls, name, value, label=None, width: str = "230px") -> TypedField:
+        return TypedField(cls, name, value, label=label, base=lambda: self._good(cls, name), on_change=self._validate,
+                          width=width)
 
     def _offered(self, current: str) -> list[str]:
         offered = list(self._choices())
@@ -192,9 +198,11 @@ class TrainPanel(Panel):
                 if hint is bool:
                     w = form_field(widgets.Checkbox, cls, f.name, value, indent=False)
                 elif typing.get_origin(hint) is typing.Literal:
-                    w = form_field(widgets.Dropdown, cls, f.name, value, options=list(choices(hint)))
+                    w = form_field(widgets.Dropdown, cls, f.name, value, options=list(choices(hint)),
+                                   layout=widgets.Layout(width="95%"))
                 else:
-                    w = self._typed(cls, f.name, value)
+                    w = self._typed(cls, f.name, value, width="95%")
+                (w.box if isinstance(w, TypedField) else w).style.description_width = "initial"  # whole names
                 self.form[key] = w
                 rows.append(w.widget if isinstance(w, TypedField) else w)
             sections.append(widgets.VBox([widgets.HTML(f"<b>{html.escape(cls.__doc__.splitlines()[0])}</b>"),
@@ -303,8 +311,9 @@ class TrainPanel(Panel):
             self.spec_command.value = f"<span style='color:#b00' role='alert'>{html.escape(str(e))}</span>"
             return
         self.save_btn.disabled = False
-        path = html.escape(str(self.spec_path()))
-        self.spec_command.value = (f"<code>workbench run {path}</code> runs the experiment's notebooks (explore, "
+        path = html.escape(os.path.relpath(self.spec_path(), self.root))
+        self.spec_command.value = (f"From the project folder, <code>workbench run {path}</code> (after Save) runs "
+                                   f"the experiment's notebooks (explore, "
                                    f"tokens, train, compare) into runs/{html.escape(name)}/; <code>workbench train "
                                    f"{path}</code> only trains. The run splits the data as the data section says.")
 
