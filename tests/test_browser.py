@@ -116,11 +116,20 @@ def test_a_new_user_s_whole_path_in_the_dashboard(tmp_path):
                                    "'held out')", timeout=60_000)
             status = page.locator(".wb-dashboard-status").inner_text()
             assert "335 rows" in status and "34 rows are held out" in status
-            page.wait_for_selector(".wb-dataset-panel", timeout=30_000)
+            # The Tokens tab reads the tokenizer of the model the Train tab starts with (SmolLM2 here: converted
+            # from its GGUF once per machine, which can take a minute the first time).
+            page.wait_for_selector(".wb-dataset-panel", timeout=180_000)
             page.screenshot(path=str(shots / "1-dataset.png"))
+            _tab(page, "Distributions")  # interactive charts, drawn in the page
+            page.wait_for_selector(".wb-distribution .bqplot svg", timeout=60_000)
+            assert "lengths in characters" in page.locator(".wb-dataset-panel").inner_text()
+            page.screenshot(path=str(shots / "1-dataset-distributions.png"))
             _tab(page, "Tokens")
-            page.wait_for_selector(".wb-token-table", timeout=60_000)
+            page.wait_for_selector(".wb-token-table", timeout=120_000)
             page.screenshot(path=str(shots / "2-tokens.png"))
+            # Controls name themselves and say their state to assistive technology (the page's template)
+            page.wait_for_selector(".widget-toggle-button[aria-pressed='true']", timeout=10_000)
+            assert page.locator(".widget-toggle-buttons[role=group][aria-label]").count() >= 1
 
             _tab(page, "Train")
             # The notebook's default base (minilm, an encoder) cannot write answers: another is picked, and saying
@@ -144,6 +153,8 @@ def test_a_new_user_s_whole_path_in_the_dashboard(tmp_path):
                 assert _field(page, name).input_value() == text  # never changed behind the user's back
                 _field(page, name).fill(good)
                 page.wait_for_function("() => !document.querySelector('button.wb-start').disabled", timeout=20_000)
+            assert _field(page, "learning-rate").get_attribute("aria-label") == "learning rate"
+            assert page.locator(".wb-method [role=radiogroup] input[type=radio]:checked").count() == 1
             _field(page, "learning-rate").fill("3e-3")  # scientific notation, kept as typed
             _field(page, "max-steps").fill("400")
             _field(page, "batch-size").fill("4")

@@ -77,9 +77,35 @@ def test_dataset_panel_plots_drawn_when_their_tab_opens(tickets):
     p = DatasetPanel(tickets)
     assert p.plots.children == ()
     p.tabs.selected_index = 1
-    assert len(p.plots.children) == 2 and 'src="data:image/png;base64,iVBOR' in p.plots.children[0].value
-    assert 'alt="rows per category"' in p.plots.children[0].value  # a screen reader hears what it shows
-    assert "max-width:100%" in p.plots.children[1].value  # never scaled up, shrunk to fit
+    bars, lengths = p.charts
+    assert p.plots.children == (bars.widget, lengths.widget)
+    assert all("wb-distribution" in c.widget._dom_classes for c in p.charts)  # the browser tests find them so
+    assert "rows per category" in bars.caption.value  # a screen reader hears what it shows
+    counts = tickets.frame["category"].value_counts()
+    assert sorted(zip(bars.bars.x, bars.bars.y)) == sorted((str(k), float(v)) for k, v in counts.items())
+    assert bars.bars.y[-1] == counts.max()  # the most frequent label drawn last: at the top
+    assert tickets.spec.target == "text"  # answers: their lengths too
+    assert "input and output lengths in characters" in lengths.caption.value
+    assert list(lengths.hists) == ["input", "output"]
+    assert sum(lengths.hists["input"].y[1::2]) == len(tickets)  # every row in one bin
+    assert bars.figure.layout.width == lengths.figure.layout.width == "100%"  # sized to the tab, not to a PNG
+
+
+def test_dataset_panel_draws_the_distributions_its_core_function_returns(tickets):
+    from workbench.explore import Distributions
+
+    asked = []
+
+    def stub(ex):
+        asked.append(ex)
+        counts = pd.Series({f"intent {i}": 100 - i for i in range(30)})
+        return Distributions("intent", counts, 77, {"input": [1, 2, 3], "output": [4, 5]})
+
+    p = DatasetPanel(tickets, distributions=stub)
+    p.tabs.selected_index = 1
+    assert asked == [p.ex] and len(p.charts) == 2
+    assert "rows per intent: the 30 most frequent of 77 labels" in p.charts[0].caption.value
+    assert list(p.charts[1].hists) == ["input", "output"] and "input and output" in p.charts[1].caption.value
 
 
 def test_dataset_panel_takes_a_stub_engine(tickets):
@@ -155,7 +181,8 @@ def test_token_panel_form_keeps_the_fields_it_does_not_show_and_calls_its_core_f
     p.batch.value = 4
     want = TokenConfig(max_length=32, batch_size=4, sample=None, grad_accum=3, epochs=2.5, truncation_warn=0.2, seed=7)
     assert p.current_cfg() == want and asked[-1] == want
-    assert bytes(p.hist.value).startswith(b"\x89PNG") and "words" in p.table.value
+    assert list(p.hist.hists) == ["words"] and "words" in p.table.value
+    assert "max_length 32" in p.hist.legend.value and list(p.hist.marker.x) == [32, 32]
 
 
 def _stub_run(steps=50):

@@ -165,4 +165,7 @@ def test_token_report_is_what_the_notebook_and_the_panel_show(tok):
     assert r.table.loc["words", "vocab_size"] == len(tok)
     assert r.warnings and all(name in ("words", "more words") for name, _ in r.warnings)
     assert [w for n, w in r.warnings if n == "words"] == list(r.stats["words"].warnings)
-    assert r.histogram.startswith(b"\x89PNG")
+    assert r.max_length == 16 and list(r.length_bins) == ["words", "more words"]  # what the panel's chart draws
+    edges, counts = r.length_bins["words"]
+    assert len(edges) == len(counts) + 1 and sum(counts) == 2  # both examples, binned
+    assert r.histogram.startswith(b"\x89PNG")  # the same data as a PNG, for the notebook

@@ -183,20 +183,42 @@ class Explorer:
             return self._findings
 
 
+@dataclass(frozen=True)
+class Distributions:
+    """What the Distributions tab and the explore notebook draw (``distribution_data``)."""
+
+    label_column: str | None
+    """The column the labels come from; None when the data has none."""
+    label_counts: pd.Series
+    """Rows per label, most frequent first: the ``top`` most frequent only (empty without labels)."""
+    labels: int
+    """How many distinct labels there are in all (more than ``len(label_counts)`` when cut to the top)."""
+    lengths: dict[str, np.ndarray]
+    """Character lengths of ``input`` and, for data with answers, ``output`` (sampled on large data)."""
+
+
+def distribution_data(ex: Explorer, top: int = 30) -> Distributions:
+    """The dataset's distributions as data: rows per label (the ``top`` most frequent, and how many labels in all)
+    when the data has a label column, and character lengths of the inputs and, for data with answers, the outputs.
+    """
+    counts = ex.label_counts()
+    lengths = {"input": ex.length_sample("input")}
+    if ex.ds.spec.target == "text":  # an answer to measure, not a label or nothing
+        lengths["output"] = ex.length_sample("output")
+    return Distributions(ex.label_column if ex.labels is not None else None, counts.head(top), len(counts), lengths)
+
+
 def distribution_plots(ex: Explorer) -> list[bytes]:
-    """The dataset's distributions as PNGs (the explore notebook and the panel's Distributions tab).
+    """The dataset's distributions (``distribution_data``) as PNGs, for the explore notebook run headless.
 
     Rows per label when the data has a label column, then character lengths of the inputs and,
     for data with answers, of the outputs.
     """
+    d = distribution_data(ex)
     images = []
-    counts = ex.label_counts()
-    if len(counts):
-        images.append(plots.to_png(plots.label_bar(counts, f"rows per {ex.label_column}")))
-    hists = {"input": ex.length_sample("input")}
-    if ex.ds.spec.target == "text":  # an answer to measure, not a label or nothing
-        hists["output"] = ex.length_sample("output")
-    images.append(plots.to_png(plots.length_histogram(hists, "length in characters", "characters")))
+    if len(d.label_counts):
+        images.append(plots.to_png(plots.label_bar(d.label_counts, f"rows per {d.label_column}", of=d.labels)))
+    images.append(plots.to_png(plots.length_histogram(d.lengths, "length in characters", "characters")))
     return images
 
 

@@ -1,7 +1,7 @@
 """Static plots (matplotlib, Agg): figures for notebooks, PNG bytes for panels and reports.
 
-No display code here; a panel shows the bytes (``panels.base.PlotView``), a notebook shows the
-figure, a report embeds it (``png_tag``).
+No display code here; a notebook shows the figure, a report embeds it (``png_tag``). The panels draw
+interactive charts from the same data (``panels.charts``).
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ def png_tag(png: bytes, alt: str, style: str = "") -> str:
     return f'<img alt="{html.escape(alt)}"{extra} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def label_bar(counts: pd.Series, title: str = "rows per label", top: int = 30):
-    """Horizontal bars of the ``top`` most frequent labels; the title says when that is not all of them."""
-    if len(counts) > top:
-        title = f"{title}: the {top} most frequent of {len(counts)} labels"
+def label_bar(counts: pd.Series, title: str = "rows per label", top: int = 30, of: int | None = None):
+    """Horizontal bars of the ``top`` most frequent labels (``counts``, most frequent first); the title says when
+    that is not all of them. ``of``: how many labels there are in all, when ``counts`` holds only the top ones."""
+    shown, total = min(top, len(counts)), max(len(counts), of or 0)
+    if total > shown:
+        title = f"{title}: the {shown} most frequent of {total} labels"
     counts = counts.head(top)[::-1]
     fig, ax = plt.subplots(figsize=(6, max(2.0, 0.18 * len(counts) + 0.8)))
     ax.barh([str(i) for i in counts.index], counts.values, color="#4c72b0")

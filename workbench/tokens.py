@@ -17,6 +17,7 @@ import html
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -357,8 +358,20 @@ class TokenReport:
     """One row of headline statistics per tokenizer (``compare_tokenizers``)."""
     stats: dict[str, LengthStats]
     """Each tokenizer's full statistics (``length_stats``), in the order given."""
-    histogram: bytes
-    """PNG: tokens per formatted example, one line per tokenizer, ``max_length`` marked."""
+    max_length: int
+    """The length examples are truncated to (``cfg.max_length``), marked on the histogram."""
+
+    @property
+    def length_bins(self) -> dict[str, tuple[tuple[float, ...], tuple[int, ...]]]:
+        """Tokens per formatted example, binned, per tokenizer: (bin edges, counts), what ``histogram`` draws and
+        the Tokens panel's chart shows (each tokenizer's own edges, ``Distribution.of``)."""
+        return {name: (s.fields["example"].bin_edges, s.fields["example"].bin_counts) for name, s in self.stats.items()}
+
+    @cached_property
+    def histogram(self) -> bytes:
+        """PNG of ``length_bins``: one line per tokenizer, ``max_length`` marked (drawn when first asked for)."""
+        return plots.to_png(plots.stairs_histogram(self.length_bins, "tokens per formatted example", "tokens",
+                                                   self.max_length))
 
     @property
     def warnings(self) -> list[tuple[str, str]]:
@@ -381,9 +394,7 @@ def token_report(ds: LoadedDataset, tokenizers: dict[str, object], cfg: TokenCon
     """
     table = compare_tokenizers(ds, tokenizers, cfg, train_rows)
     stats = {name: length_stats(ds, tok, cfg, train_rows) for name, tok in tokenizers.items()}
-    hists = {name: (s.fields["example"].bin_edges, s.fields["example"].bin_counts) for name, s in stats.items()}
-    png = plots.to_png(plots.stairs_histogram(hists, "tokens per formatted example", "tokens", cfg.max_length))
-    return TokenReport(table, stats, png)
+    return TokenReport(table, stats, cfg.max_length)
 
 
 # --------------------------------------------------------------------------- loss-mask view

@@ -10,7 +10,6 @@ import ipywidgets as widgets
 import traitlets
 
 from ..config import ConfigError, field_help, parse_field
-from ..plots import png_tag
 
 
 def form_field(factory, cls: type, name: str, value, label: str | None = None, **kwargs) -> widgets.Widget:
@@ -122,32 +121,6 @@ class CheckboxGroup(widgets.VBox):
                 b.value = o in change["new"]
         finally:
             self._syncing = False
-
-
-class PlotView:
-    """A plot in a panel: the PNG at its own size (never scaled up, shrunk to fit a narrow screen), with alt text,
-    and a sentence instead of an empty image until there is something to show. ``value`` is the PNG's bytes.
-
-    Args:
-        alt: What the plot shows (its alt text).
-        empty: What the view says before the first plot.
-        css: The CSS class of the view.
-    """
-
-    def __init__(self, alt: str, empty: str = "", css: str = ""):
-        self.alt, self._png = alt, b""
-        self.widget = widgets.HTML(f"<i>{html.escape(empty)}</i>" if empty else "")
-        if css:
-            self.widget.add_class(css)
-
-    @property
-    def value(self) -> bytes:
-        return self._png
-
-    @value.setter
-    def value(self, png: bytes) -> None:
-        self._png = bytes(png)
-        self.widget.value = png_tag(self._png, self.alt, "max-width:100%;height:auto") if png else ""
 
 
 class Panel:

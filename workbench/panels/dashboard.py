@@ -161,14 +161,18 @@ class Dashboard(Panel):
         self.status.value = (f"<b>{html.escape(text)}</b>{html.escape(parts)}: {ds.format}, {len(ds):,} rows"
                              f"{' of train' if named else ''}, {len(ds.report.problems)} problems{held}")
         self.dataset_panel = DatasetPanel(ds)
-        toks = {name: (lambda n=name: resolve_tokenizer(n)) for name in self.tokenizers}
-        self.token_panel = TokenPanel(ds, toks, TokenConfig(max_length=self.train_cfg.max_length, sample=5000),
-                                      train_rows=len(splits["train"]))
         self.train_panel = TrainPanel(
             splits["train"], splits.parts.get("validation"), replace(self.model, task=self._task(ds).name),
             self.train_cfg, run_dirs=self._new_run_dir, choices=lambda: model_choices(self.root, self.runs_root),
             data=DataConfig(source=text), experiments_dir=self.root / "experiments", after_run=self._after_run,
             root=self.root)
+        # The Tokens tab measures the tokenizer of the model the Train tab starts with (it may have picked another
+        # than the dashboard's for this data), then the others asked for.
+        picked = self.train_panel.base.value
+        names = list(dict.fromkeys(([picked] if local_model(picked) else []) + self.tokenizers))
+        toks = {name: (lambda n=name: resolve_tokenizer(n)) for name in names}
+        self.token_panel = TokenPanel(ds, toks, TokenConfig(max_length=self.train_cfg.max_length, sample=5000),
+                                      train_rows=len(splits["train"]))
         self.ds = ds
         self.compare_pick = CheckboxGroup([], description="Models to compare",
                                           empty="No trained models yet: train one in the Train tab, then Refresh.")

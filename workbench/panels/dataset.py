@@ -7,9 +7,10 @@ import html
 import ipywidgets as widgets
 
 from ..data.dataset import LoadedDataset
-from ..explore import Explorer, Query, distribution_plots, table_html
+from ..explore import Explorer, Query, distribution_data, table_html
 from ..templates import TextOnly, example_html, format_example
-from .base import Panel, PlotView
+from .base import Panel
+from .charts import BarChart, HistogramChart
 
 ALL = "(all)"
 NONE = "(none)"
@@ -24,13 +25,14 @@ class DatasetPanel(Panel):
         page_size: Rows per page.
         explorer: Builds the query engine (a test can pass a stub).
         pii_allow: Values that are not personal data (role mailboxes).
-        plots: Draws the Distributions tab from the explorer (``distribution_plots``; a test can pass a stub).
+        distributions: The Distributions tab's data from the explorer (``distribution_data``; a test can pass a
+            stub).
     """
 
     def __init__(self, ds: LoadedDataset, tokenizer=None, page_size: int = 20, explorer=Explorer,
-                 pii_allow: tuple[str, ...] = (), plots=distribution_plots):
+                 pii_allow: tuple[str, ...] = (), distributions=distribution_data):
         self.ds = ds
-        self._plots = plots
+        self._distributions = distributions
         self.tokenizer = tokenizer
         self.pii_allow = pii_allow
         self.ex = explorer(ds)
@@ -70,7 +72,8 @@ class DatasetPanel(Panel):
         self.findings_html = widgets.HTML("<i>Not scanned yet.</i>")
         self.row = widgets.BoundedIntText(value=0, min=0, max=max(len(ds) - 1, 0), description="Row")
         self.example = widgets.HTML()
-        self.plots = widgets.Box()
+        self.plots = widgets.VBox(layout=widgets.Layout(width="100%"))
+        self.charts: list = []  # the Distributions tab's charts, once drawn
         self.problems = widgets.HTML(self._problems_html())
 
         for w in (self.search, self.label, self.length_field, self.length, self.finding):
@@ -93,7 +96,7 @@ class DatasetPanel(Panel):
         self.tabs = tabs
         self.widget = widgets.VBox([self.header, tabs])
         self.widget.add_class("wb-dataset-panel")
-        # Plots cost a few hundred ms: drawn when their tab is first opened, not on first render.
+        # Distributions cost a moment on large data: drawn when their tab is first opened, not on first render.
         tabs.observe(lambda ch: ch["new"] == 1 and not self.plots.children and self._render_plots(),
                      names="selected_index")
         self.refresh()
@@ -174,19 +177,19 @@ class DatasetPanel(Panel):
         self.example.value = (f"<div>{html.escape(self.ds.where(row))} · {note}</div>" + example_html(fe))
 
     def _render_plots(self) -> bool:
-        views = []
-        for png, alt in zip(self._plots(self.ex), self._plot_names()):
-            view = PlotView(alt, css="wb-distribution")
-            view.value = png
-            views.append(view.widget)
-        self.plots.children = views
+        """Fill the Distributions tab: rows per label (when the data has labels), then character lengths."""
+        d = self._distributions(self.ex)
+        charts = []
+        if len(d.label_counts):
+            bars = BarChart(f"rows per {d.label_column}", "rows", "labels", css="wb-distribution")
+            bars.set_counts(d.label_counts, d.labels)
+            charts.append(bars)
+        lengths = HistogramChart(f"{' and '.join(d.lengths)} lengths in characters", "characters", "rows",
+                                 empty="No rows to measure.", css="wb-distribution")
+        lengths.set_samples(d.lengths)
+        self.charts = charts + [lengths]
+        self.plots.children = [c.widget for c in self.charts]
         return True
-
-    def _plot_names(self) -> list[str]:
-        """Alt texts of the Distributions tab's plots, in ``distribution_plots`` order."""
-        names = [f"rows per {self.ex.label_column}"] if self.ex.labels is not None else []
-        lengths = "input and output" if self.ds.spec.target == "text" else "input"
-        return names + [f"{lengths} lengths in characters"]
 
     def _problems_html(self) -> str:
         probs = self.ds.report.problems

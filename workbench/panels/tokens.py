@@ -13,7 +13,8 @@ import ipywidgets as widgets
 from ..config import TokenConfig
 from ..data.dataset import LoadedDataset
 from ..tokens import loss_mask_view, token_report
-from .base import CheckboxGroup, Panel, PlotView, form_field
+from .base import CheckboxGroup, Panel, form_field
+from .charts import HistogramChart
 
 
 #: The statistics table's columns, in order, with the title a reader sees and how a value is written.
@@ -88,7 +89,8 @@ class TokenPanel(Panel):
         self.fields = widgets.HTML()
         self.warnings = widgets.HTML()
         self.warnings.add_class("wb-token-warnings")
-        self.hist = PlotView("token lengths of the examples, one histogram per tokenizer", css="wb-token-hist")
+        self.hist = HistogramChart("Tokens per formatted example, one histogram per tokenizer", "tokens", "examples",
+                                   empty="No example measured.", css="wb-token-hist")
         self.row = widgets.BoundedIntText(value=0, min=0, max=max(len(ds) - 1, 0), description="Row")
         self.mask_tok = widgets.Dropdown(options=names, value=names[0], description="Tokenizer")
         self.mask = widgets.HTML()
@@ -152,7 +154,7 @@ class TokenPanel(Panel):
         warn = [f"<li><b>{html.escape(n)}</b>: {html.escape(w)}</li>" for n, w in report.warnings]
         self.warnings.value = (f"<ul style='color:#a60'>{''.join(warn)}</ul>" if warn
                                else "<span style='color:#2e7d32'>No warnings.</span>")
-        self.hist.value = report.histogram
+        self.hist.set_bins(report.length_bins, ("max_length", report.max_length))
 
     def refresh_mask(self) -> None:
         """Show the chosen row token by token, trained tokens highlighted."""
