@@ -225,14 +225,31 @@ def test_the_panel_tells_each_phase_and_the_eta_counts_training_only(pairs, base
     assert (p.eval_progress.value, p.eval_progress.max, p.eval_progress.layout.visibility) == (3, 7, "visible")
     p.on_log({"step": 21, "max_steps": 100, "time": 1011.0, "progress": True})
     assert "Training" in p.status.value and p.eval_progress.layout.visibility == "hidden"
-    p.stop_event.clear()
-    p.evaluate_on_stop.value = True
     p.stop()
-    assert "evaluates on the validation split, then saves" in p.status.value
+    assert "saves the model (no evaluation" in p.status.value  # this panel has no validation split
+    assert p.evaluate_on_stop.disabled and "no validation split" in p.evaluate_on_stop.description
     p.on_log({"step": 22, "max_steps": 100, "time": 1012.0, "progress": True})
     assert "stopping" in p.progress_text.value and "ETA" not in p.progress_text.value
     p.on_log({"step": 22, "max_steps": 100, "phase": "saving"})
     assert "Saving the model" in p.status.value
+
+
+def test_stop_says_what_the_run_was_started_with(pairs, base):
+    started = threading.Event()
+
+    def run(train, eval, model, cfg, lora, quant, stop, on_log):
+        started.set()
+        stop.wait(10)
+        return TrainResult(Path(cfg.output_dir), None, {"train_loss": 1.0}, "stopped", 1, 2)
+
+    p = TrainPanel(pairs, pairs, ModelConfig(name_or_path=base, task="causal-lm"), run=run)
+    p.evaluate_on_stop.value = True
+    p.start()
+    started.wait(10)
+    p.evaluate_on_stop.value = False  # unticked after Start: the run still evaluates, as it was started
+    p.stop()
+    assert "evaluates on the validation split, then saves" in p.status.value
+    p.wait()
 
 
 # --------------------------------------------------------------------------- the Runs tab follows training
@@ -279,3 +296,75 @@ def test_a_finished_run_gives_its_model_back(pairs, base, tmp_path):
                  TrainConfig(output_dir=str(tmp_path / "run"), max_steps=1, batch_size=4, max_length=32,
                              num_threads=1))
     assert models() == before
+
+
+def test_the_dashboard_reaches_project_models_from_the_notebooks_folder(tmp_path, monkeypatch, base):
+    """Voila and JupyterLab run the dashboard in notebooks/: the picker's ``models/x`` and the Load box's
+    ``datasets/x`` are read from the project folder, and the YAML names them as the project folder does."""
+    import shutil
+
+    from workbench.panels import Dashboard
+
+    project = tmp_path / "project"
+    shutil.copytree(base, project / "models" / "tiny")
+    (project / "datasets").mkdir()
+    pd.DataFrame({"prompt": [f"printer {i} jams" for i in range(30)],
+                  "completion": [f"open tray {i}" for i in range(30)]}).to_json(
+        project / "datasets" / "pairs.jsonl", orient="records", lines=True)
+    (project / "notebooks").mkdir()
+    monkeypatch.chdir(project / "notebooks")
+    d = Dashboard("datasets/pairs.jsonl", ["kb-bpe"], ModelConfig(name_or_path="models/tiny"),
+                  TrainConfig(max_length=64), project / "runs", root=project, poll=0)
+    p = d.train_panel
+    assert "models/tiny" in p.base.options and "a generative language model" in p.model_check.value
+    assert list(d.token_panel._sources)[0] == str(project / "models" / "tiny")  # the Tokens tab reads its tokenizer
+    seen = []
+    p._run = _stub(seen)
+    p.start()
+    p.wait()
+    assert seen[0][0].name_or_path == str(project / "models" / "tiny")
+    spec = yaml.safe_load(p.spec_yaml.value)
+    assert spec["model"]["name_or_path"] == "models/tiny"
+    assert spec["data"] == {"source": "datasets/pairs.jsonl", "dedupe": False, "redact_pii": False}
+
+
+def test_models_the_workbench_cannot_train_are_refused_by_name(tmp_path, pairs, labelled):
+    def folder(name, config=None, files=()):
+        path = tmp_path / name
+        path.mkdir()
+        if config is not None:
+            (path / "config.json").write_text(json.dumps(config))
+        for f, content in files:
+            (path / f).write_text(json.dumps(content))
+        return str(path)
+
+    t5 = folder("t5", {"architectures": ["T5ForConditionalGeneration"], "model_type": "t5", "is_encoder_decoder": True})
+    llava = folder("llava", {"architectures": ["LlavaForConditionalGeneration"], "model_type": "llava"})
+    empty = folder("empty")
+    with pytest.raises(TrainingError, match="encoder-decoder model"):
+        task_for_model(pairs, describe_model(t5))
+    with pytest.raises(TrainingError, match="does not train \\(vision"):
+        task_for_model(labelled, describe_model(llava))
+    with pytest.raises(TrainingError, match="a folder without a model in it"):
+        task_for_model(labelled, describe_model(empty))
+    lora_clf = folder("clf", files=[("adapter_config.json", {"base_model_name_or_path": "minilm",
+                                                               "task_type": "SEQ_CLS"})])
+    with pytest.raises(TrainingError) as refused:
+        task_for_model(labelled, describe_model(lora_clf))
+    assert "train from its base (minilm)" in str(refused.value) and "workbench export" not in str(refused.value)
+    head = folder("head", files=[("workbench.json", {"kind": "pooled-classifier", "base": "minilm"})])
+    with pytest.raises(TrainingError) as refused:  # its base is an encoder: not offered for answers
+        task_for_model(pairs, describe_model(head))
+    assert "or its base" not in str(refused.value)
+    with pytest.raises(TrainingError, match="or its base minilm"):
+        task_for_model(labelled, describe_model(head))
+
+
+def test_the_picker_lists_models_past_the_first_files(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    for i in range(60):
+        (models / f"a-note-{i:02d}.txt").write_text("not a model")
+    (models / "z-model").mkdir()
+    (models / "z-model" / "config.json").write_text("{}")
+    assert "models/z-model" in model_choices(tmp_path, tmp_path / "runs")

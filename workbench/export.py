@@ -183,16 +183,14 @@ def model_choices(root: str | Path = ".", runs_root: str | Path = "runs", limit:
     root = Path(root)
 
     def said(path: Path) -> str:
-        try:
-            return str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            return str(path)
+        relative = os.path.relpath(path, root)
+        return str(path) if relative.startswith("..") else relative
 
     found = list(LICENCES)
     models = root / "models"
     if models.is_dir():
-        found += [said(p) for p in sorted(models.iterdir())[:limit]
-                  if p.suffix.lower() == ".gguf" or (p / "config.json").exists() or any(p.glob("*.gguf"))]
+        found += [said(p) for p in sorted(models.iterdir())
+                  if p.suffix.lower() == ".gguf" or (p / "config.json").exists() or any(p.glob("*.gguf"))][:limit]
     found += [said(p) for p in list(trained_models(runs_root).values())[:limit]]
     return list(dict.fromkeys(found))
 

@@ -94,8 +94,10 @@ MODEL_KINDS = {
     "causal-lm": "a generative language model",
     "encoder": "a text encoder (it reads text into vectors; it cannot write text)",
     "classifier": "a trained classifier (it answers with one of its labels)",
+    "seq2seq": "an encoder-decoder model (T5, BART...), which the workbench does not train",
+    "other": "a model of a kind the workbench does not train (vision, speech or multimodal)",
 }
-#: Architecture name endings of models that write text.
+#: Architecture name endings of models that write text (checked against transformers' causal-LM classes).
 _GENERATIVE = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 
@@ -108,14 +110,19 @@ class ModelInfo:
         kind: A key of ``MODEL_KINDS``; None when the model is not on this machine (a hub id) or unreadable.
         adapter: A LoRA adapter trained in an earlier run (``base`` is its base model).
         base: The adapter's or trained model's base, when its folder records one.
+        base_kind: What that base is (``kind`` of the base), when it is on this machine.
         detail: Where the kind was read (``config.json: BertModel``), or why it is unknown.
+        problem: Why this name cannot be trained from at all, whatever the data (a folder without a model, a
+            missing ``.gguf``, a preset whose package is not installed); "" otherwise.
     """
 
     name: str
     kind: str | None
     adapter: bool = False
     base: str = ""
+    base_kind: str | None = None
     detail: str = ""
+    problem: str = ""
 
     @property
     def what(self) -> str:
@@ -124,7 +131,7 @@ class ModelInfo:
 
     def describe(self) -> str:
         """One line: the model, what it is, its licence when a preset."""
-        what = MODEL_KINDS.get(self.kind or "") or self.detail or (
+        what = self.problem or MODEL_KINDS.get(self.kind or "") or self.detail or (
             "no preset, folder or .gguf file of this name here: training would download it from the Hugging Face "
             "hub (this machine may be offline)")
         if self.adapter:
@@ -140,40 +147,59 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def describe_model(name_or_path: str) -> ModelInfo:
+def _kind_of_config(config: dict) -> str:
+    """``MODEL_KINDS`` key of a ``config.json``: a classifier head, a causal LM transformers can load as one, an
+    encoder-decoder, another generative kind (vision, speech), else an encoder."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    archs = config.get("architectures") or []
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "classifier"
+    if config.get("is_encoder_decoder"):
+        return "seq2seq"
+    if config.get("model_type") in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and (
+            not archs or any(a.endswith(_GENERATIVE) for a in archs)):
+        return "causal-lm"
+    if any(a.endswith(_GENERATIVE) for a in archs):
+        return "other"
+    return "encoder"
+
+
+def describe_model(name_or_path: str, _base: bool = True) -> ModelInfo:
     """What ``name_or_path`` is (generative, encoder, trained classifier, adapter), from its config files only:
     cheap enough to call as the user types. A GGUF file or preset is generative (transformers reads decoder
     GGUFs); it is not converted here."""
     name = str(name_or_path).strip()
+    if not name:
+        return ModelInfo(name, None, problem="no model named")
     if name == "minilm":
         return ModelInfo(name, "encoder", detail="all-MiniLM-L6-v2")
     if (source := find_source(name)) is not None:
         if name.lower().endswith(".gguf") and not Path(name).expanduser().is_file():
-            return ModelInfo(name, None, detail=f"no such GGUF file ({Path(name).expanduser().resolve()})")
+            return ModelInfo(name, None, problem=f"no such GGUF file ({Path(name).expanduser().resolve()})")
         if not getattr(source, "installed", lambda: True)():
-            return ModelInfo(name, None, detail=f"a preset whose package is not installed: {source.install}")
+            return ModelInfo(name, None, problem=f"a preset whose package is not installed: {source.install}")
         return ModelInfo(name, "causal-lm", detail="GGUF")
     path = Path(name).expanduser()
     if not path.is_dir():
-        return ModelInfo(name, None, detail="" if name else "no model named")
+        return ModelInfo(name, None)
     trained = _read_json(path / "workbench.json")
     adapter = _read_json(path / "adapter_config.json")
+    base = str(adapter.get("base_model_name_or_path") or trained.get("base") or "")
+    base_kind = describe_model(base, _base=False).kind if base and _base else None
     if adapter:
-        base = str(adapter.get("base_model_name_or_path") or trained.get("base") or "")
         kind = "classifier" if trained.get("kind") in ("classifier", "pooled-classifier") or \
             adapter.get("task_type") == "SEQ_CLS" else "causal-lm"
-        return ModelInfo(name, kind, adapter=True, base=base, detail="adapter_config.json")
+        return ModelInfo(name, kind, adapter=True, base=base, base_kind=base_kind, detail="adapter_config.json")
     if trained.get("kind") in ("classifier", "pooled-classifier"):
-        return ModelInfo(name, "classifier", base=str(trained.get("base", "")), detail="workbench.json")
+        return ModelInfo(name, "classifier", base=base, base_kind=base_kind, detail="workbench.json")
     config = _read_json(path / "config.json")
     if not config:
-        return ModelInfo(name, None, detail=f"{name}: a folder without a model (no config.json)")
-    archs = config.get("architectures") or []
-    if any(a.endswith("ForSequenceClassification") for a in archs):
-        return ModelInfo(name, "classifier", detail=f"config.json: {', '.join(archs)}")
-    if any(a.endswith(_GENERATIVE) for a in archs) or trained.get("kind") == "causal-lm":
-        return ModelInfo(name, "causal-lm", base=str(trained.get("base", "")), detail=f"config.json: {', '.join(archs)}")
-    return ModelInfo(name, "encoder", detail=f"config.json: {', '.join(archs) or config.get('model_type', '?')}")
+        return ModelInfo(name, None, problem="a folder without a model in it (no config.json)")
+    archs = ", ".join(config.get("architectures") or []) or config.get("model_type", "?")
+    kind = "causal-lm" if trained.get("kind") == "causal-lm" else _kind_of_config(config)
+    return ModelInfo(name, kind, base=base if trained else "", base_kind=base_kind if trained else None,
+                     detail=f"config.json: {archs}")
 
 
 #: The files of a model folder that make the model: weights, configs, tokenizer, chat template.

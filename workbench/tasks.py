@@ -64,13 +64,16 @@ class Task:
     def model_problem(self, info) -> str | None:
         """Why the base ``info`` (a ``presets.ModelInfo``) cannot train this task, and what to pick; None when it
         can or when it is not on this machine to tell."""
+        if getattr(info, "problem", ""):
+            return f"{info.name}: {info.problem}."
         if info.adapter:
+            merge = (f", or merge it first (workbench export {info.name}) and train from the merged folder"
+                     if info.kind == "causal-lm" else "")
             return (f"{info.name} is a LoRA adapter from an earlier run, not a whole model: train from its base "
-                    f"({info.base or 'named in its adapter_config.json'}), or merge it first (workbench export "
-                    f"{info.name}) and train from the merged folder.")
+                    f"({info.base or 'named in its adapter_config.json'}){merge}.")
         if info.kind is None or info.kind in self.model_kinds:
             return None
-        from_base = f", or its base {info.base}" if info.base else ""
+        from_base = f", or its base {info.base}" if info.base and info.base_kind in self.model_kinds else ""
         return (f"{info.name} is {info.what}, which cannot learn {self.name} ({self.description}). "
                 f"Pick {self.suggested_models}{from_base}.")
 
@@ -324,6 +327,9 @@ class Pretraining(CausalLM):
 
     def data_problem(self, ds):
         return None if ds.spec.raw_text else f"pretraining needs a text corpus; {ds.source} is {ds.format}."
+
+    def model_problem(self, info):
+        return None if not info.name else super().model_problem(info)  # no model: built from scratch
 
 
 class SequenceClassification(Task):

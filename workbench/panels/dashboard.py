@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -164,11 +165,11 @@ class Dashboard(Panel):
         self.train_panel = TrainPanel(
             splits["train"], splits.parts.get("validation"), replace(self.model, task=self._task(ds).name),
             self.train_cfg, run_dirs=self._new_run_dir, choices=lambda: model_choices(self.root, self.runs_root),
-            data=DataConfig(source=text), experiments_dir=self.root / "experiments", after_run=self._after_run,
-            root=self.root)
+            data=self.data_config(text, source, test_name), experiments_dir=self.root / "experiments",
+            after_run=self._after_run, root=self.root)
         # The Tokens tab measures the tokenizer of the model the Train tab starts with (it may have picked another
         # than the dashboard's for this data), then the others asked for.
-        picked = self.train_panel.base.value
+        picked = self.train_panel.model_path()
         names = list(dict.fromkeys(([picked] if local_model(picked) else []) + self.tokenizers))
         toks = {name: (lambda n=name: resolve_tokenizer(n)) for name in names}
         self.token_panel = TokenPanel(ds, toks, TokenConfig(max_length=self.train_cfg.max_length, sample=5000),
@@ -191,6 +192,14 @@ class Dashboard(Panel):
         for slot, content in zip(self.slots, [self.dataset_panel.widget, self.token_panel.widget,
                                               self.train_panel.widget, compare]):
             slot.children = [content]
+
+    def data_config(self, text: str, source: str, test_name: str | None) -> DataConfig:
+        """The data section that makes the same splits from the command line: the source as the project folder
+        names it, rows kept as loaded here (no de-duplication or redaction: the tabs show the data as it is), a
+        tenth for validation and, without a test file, a tenth held out for testing."""
+        relative = os.path.relpath(source, self.root) if Path(source).exists() else text
+        return DataConfig(source=text if relative.startswith("..") else relative, dedupe=False, redact_pii=False,
+                          validation=0.1, test=0.0 if test_name else 0.1, eval_split=test_name)
 
     def _after_run(self, outcome) -> None:
         """A run ended: the runs table, the Compare tab and the model picker list what it made."""
@@ -232,7 +241,7 @@ class Dashboard(Panel):
         how the fine-tunes did against it), and every model trained under ``runs_root`` for this kind of data."""
         choices = {name: str(path) for name, path in self.compare_models.items()}
         classifiers = bool(self.ds.spec.has_label)
-        base = self.train_panel.base.value if self.train_panel is not None else self.model.name_or_path
+        base = self.train_panel.model_path() if self.train_panel is not None else self.model.name_or_path
         if not classifiers and local_model(base) and self._describe(base).kind == "causal-lm":
             choices.setdefault(f"base: {Path(base).name}", base)
         for name, path in trained_models(self.runs_root, classifiers=classifiers).items():

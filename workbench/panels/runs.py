@@ -73,6 +73,7 @@ class RunsPanel(Panel):
         self.widget.add_class("wb-runs-panel")
         self.closed = threading.Event()
         self._seen = None
+        self._refreshing = threading.RLock()
         self.refresh()
         if poll > 0:
             self._start(lambda: self._follow(poll), "runs-live")
@@ -106,20 +107,26 @@ class RunsPanel(Panel):
         self.closed.set()
 
     def refresh(self) -> None:
-        """Read the runs folder again."""
-        self._seen = self._signature()
-        self.table_df = self._list(self.root)
-        if self.table_df is not None and len(self.table_df):
-            cols = [c for c in self.table_df.columns if c not in ("path", "reason")]
-            chosen = self.sort.value  # new options reset the value: keep the user's column (default: newest first)
-            self.sort.options = cols
-            self.sort.value = chosen if chosen in cols else "run"
-            kept = self.select.value
-            self.select.options = [(f"{r.experiment}/{r.run} ({r.status})", r.path)
-                                   for r in self.table_df.itertuples()]
-            paths = set(self.table_df["path"])
-            self.select.value = tuple(p for p in kept if p in paths)  # a refresh keeps what was selected
-        self.render()
+        """Read the runs folder again. The live look and a finished run may both refresh: one at a time, and the
+        lists are only replaced when they changed (a new list of options resets what was chosen in it)."""
+        with self._refreshing:
+            self._seen = self._signature()
+            self.table_df = self._list(self.root)
+            if self.table_df is not None and len(self.table_df):
+                cols = [c for c in self.table_df.columns if c not in ("path", "reason")]
+                if tuple(cols) != tuple(self.sort.options):
+                    chosen = self.sort.value  # keep the user's column (default: newest first)
+                    with self.sort.hold_trait_notifications():
+                        self.sort.options = cols
+                        self.sort.value = chosen if chosen in cols else "run"
+                options = [(f"{r.experiment}/{r.run} ({r.status})", r.path) for r in self.table_df.itertuples()]
+                if [tuple(o) for o in options] != [tuple(o) for o in self.select.options]:
+                    kept = self.select.value
+                    paths = set(self.table_df["path"])
+                    with self.select.hold_trait_notifications():
+                        self.select.options = options
+                        self.select.value = tuple(p for p in kept if p in paths)  # the selection stays
+            self.render()
 
     def visible(self):
         df = self.table_df

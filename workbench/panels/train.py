@@ -103,6 +103,10 @@ class TrainPanel(Panel):
         self.evaluate_on_stop = form_field(widgets.Checkbox, TrainConfig, "evaluate_on_stop",
                                            train_cfg.evaluate_on_stop, label="evaluate when stopped", indent=False)
         self.evaluate_on_stop.add_class("wb-evaluate-on-stop")
+        if eval is None:  # nothing to evaluate on: say so rather than promise it
+            self.evaluate_on_stop.value, self.evaluate_on_stop.disabled = False, True
+            self.evaluate_on_stop.description = "evaluate when stopped (no validation split)"
+        self._evaluates_on_stop = False  # what the run in progress was started with
         self.length_note = widgets.HTML("<small>Training stops after <b>max steps</b> optimiser steps when it is set; "
                                         "with max steps -1 it runs for the <b>epochs</b> (passes over the data).</small>")
         self.form = {(ModelConfig, "name_or_path"): self.base, (ModelConfig, "method"): self.method,
@@ -157,7 +161,7 @@ class TrainPanel(Panel):
 
     def _pick_suitable(self, refused: str) -> None:
         for name in self.base.options:
-            info = self._describe(name)
+            info = self._describe(self.model_path(name))
             if info.kind is None:  # not on this machine (a preset not installed): no default to offer
                 continue
             try:
@@ -263,7 +267,7 @@ class TrainPanel(Panel):
     def _model_changed(self, name: str) -> None:
         """Say what the base is and which task the data trains with it; refuse a pair that makes no sense."""
         self.licence.value = self._licence_html(name)
-        info = self._describe(name)
+        info = self._describe(self.model_path(name))
         try:
             task = self._infer(self.train_ds, info, self.model_cfg.task)
             self.task_name, self.model_problem = task.name, ""
@@ -289,6 +293,7 @@ class TrainPanel(Panel):
         if self.problems:
             raise ConfigError("; ".join(self.problems))
         model, train, lora = self.configs()
+        model = replace(model, name_or_path=self.base.value.strip())  # as the project folder names it
         return ExperimentConfig(name=self.spec_name.value.strip() or "experiment", data=self.data_cfg, model=model,
                                 methods=[model.method], lora=lora, quant=self.quant_config(),
                                 train=replace(train, output_dir=TrainConfig.output_dir))
@@ -333,9 +338,20 @@ class TrainPanel(Panel):
 
     # ------------------------------------------------------------------ actions
 
+    def model_path(self, name: str | None = None) -> str:
+        """The model box's name (or ``name``) as this process reaches it: a path under the project folder (the
+        picker offers ``models/x`` and ``runs/.../model``) from here, anything else as typed."""
+        name = (self.base.value if name is None else name).strip()
+        path = Path(name).expanduser()
+        if name and not path.is_absolute() and (self.root / path).exists():
+            return str(self.root / path)
+        return name
+
     def configs(self) -> tuple[ModelConfig, TrainConfig, LoraConfig]:
-        """The settings the form holds now (the model's task as inferred for the base and the data)."""
-        return (replace(self.model_cfg, **self.form_values(ModelConfig), task=self.task_name),
+        """The settings the form holds now (the model's task as inferred for the base and the data, its path as
+        this process reaches it)."""
+        return (replace(self.model_cfg, **{**self.form_values(ModelConfig), "task": self.task_name,
+                                           "name_or_path": self.model_path()}),
                 replace(self.train_cfg, **self.form_values(TrainConfig)),
                 replace(self.lora_cfg, **self.form_values(LoraConfig)))
 
@@ -356,6 +372,7 @@ class TrainPanel(Panel):
             return None
         model, train, lora = self.configs()
         quant = self.quant_config()
+        self._evaluates_on_stop = bool(train.evaluate_on_stop and self.eval_ds is not None)
         if self._run_dirs is not None and not resume:
             self.output_dir = self._run_dirs()
         train = replace(train, resume=resume, output_dir=self.output_dir)
@@ -404,8 +421,8 @@ class TrainPanel(Panel):
         """Ask the run to stop at the next step (it writes a checkpoint; Resume continues)."""
         self.stop_event.set()
         self.stop_btn.disabled = True
-        then = ("evaluates on the validation split, then saves" if self.evaluate_on_stop.value
-                else "saves the model (no evaluation: tick 'evaluate when stopped' to have one)")
+        then = ("evaluates on the validation split, then saves" if self._evaluates_on_stop
+                else "saves the model (no evaluation: tick 'evaluate when stopped' before Start to have one)")
         self.status.value = f"<i class='wb-phase'>Stopping: the run ends after the step in progress and {then}…</i>"
 
     # ------------------------------------------------------------------ progress
