@@ -168,8 +168,9 @@ def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], r
         train: The training split: the majority-class baseline predicts its most frequent label (without
             it, the test split's, and the settings and report say so).
         validation: Where rejection thresholds are fitted (with ``cfg.out_of_scope``).
-        progress: Hears ``(message, share done)`` as each model predicts, a chunk of texts at a time.
-        stop: Set it (from another thread) to cancel between chunks (``Cancelled``; nothing is kept).
+        progress: Hears ``(message, share done)`` as each model predicts, a chunk of 256 texts at a time.
+        stop: Set it (from another thread) to cancel between chunks (``Cancelled``; nothing is kept). Without
+            ``progress`` and ``stop``, each model predicts the split in one call.
 
     Returns:
         A ``ClassificationComparison``.
@@ -199,11 +200,15 @@ def compare_classifiers(test: LoadedDataset, predictors: dict[str, Predictor], r
         told(0)
         threshold, notes[name] = _rejection_threshold(predict, validation, oos)
         start = time.perf_counter()
+        # In chunks only when someone listens: a headless comparison predicts each split in one call.
+        chunked = progress is not None or stop is not None
         if threshold is None:
-            pred = [str(p) for chunk in _in_chunks(predict, texts, told) for p in chunk]
+            pred = [str(p) for chunk in (_in_chunks(predict, texts, told) if chunked and texts else [predict(texts)])
+                    for p in chunk]
         else:
             thresholds[name] = threshold
-            proba = np.vstack(_in_chunks(predict.predict_proba, texts, told)) if texts else predict.predict_proba(texts)
+            proba = (np.vstack(_in_chunks(predict.predict_proba, texts, told)) if chunked and texts
+                     else predict.predict_proba(texts))
             pred = M.reject(proba, predict.labels, threshold, oos)
         seconds = time.perf_counter() - start
         preds[name] = pred

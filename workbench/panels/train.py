@@ -173,9 +173,11 @@ class TrainPanel(Panel):
                                        f"data, so {html.escape(name)} is picked; choose another above.</small>")
             return
 
-    def _typed(self, cls, name, value, label=None, width: str = "230px") -> TypedField:
-        return TypedField(cls, name, value, label=label, base=lambda: self._good(cls, name), on_change=self._validate,
-                          width=width)
+    def _typed(self, cls, name, value, label=None, width: str = "250px") -> TypedField:
+        field = TypedField(cls, name, value, label=label, base=lambda: self._good(cls, name),
+                           on_change=self._validate, width=width)
+        field.box.style.description_width = "100px"  # "learning rate" whole
+        return field
 
     def _offered(self, current: str) -> list[str]:
         offered = list(self._choices())
