@@ -27,11 +27,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import (ConfigError, DataConfig, ExperimentConfig, TrainConfig, add_config_arguments, apply_overrides,
-                     config_from_args, from_dict, load_yaml)
+from .config import (ConfigError, DataConfig, ExperimentConfig, LaunchConfig, TrainConfig, add_config_arguments,
+                     apply_overrides, config_from_args, field_help, from_dict, load_yaml)
 from .data import DatasetError, data_report, load_dataset
 from .errors import os_error_message
 from .export import GGUF_TYPES, ExportCheckFailed, ExportError, export_model
+from .launch import global_batch_note
 from .metrics import degeneracy_note, format_p
 from .notebook_runner import run_experiment
 from .pipeline import finetune
@@ -121,14 +122,39 @@ def train_folder(cfg: ExperimentConfig, spec: str | Path, output_dir: str | None
     return str(Path(TrainConfig.output_dir) / name)
 
 
+#: LaunchConfig fields ``workbench train`` takes as options (``--processes 4``); given ones override the spec's.
+LAUNCH_FIELDS = ("processes", "machines", "machine_rank", "main_process_ip", "main_process_port", "backend",
+                 "config_file")
+
+
+def _add_launch_args(p: argparse.ArgumentParser) -> None:
+    for name in LAUNCH_FIELDS:
+        default = getattr(LaunchConfig, name)
+        p.add_argument(f"--{name.replace('_', '-')}", dest=f"launch_{name}", default=argparse.SUPPRESS,
+                       type=type(default) if default is not None else str, metavar=name.upper(),
+                       help=field_help(LaunchConfig, name) + " (launch section)")
+
+
+def _launch_overrides(args) -> list[str]:
+    return [f"launch.{name}={getattr(args, 'launch_' + name)}" for name in LAUNCH_FIELDS
+            if hasattr(args, "launch_" + name)]
+
+
 def cmd_train(args) -> int:
     try:
-        cfg = load_yaml(ExperimentConfig, args.config)
-    except ConfigError as e:
+        cfg = _load_experiment(args.config, [*(args.param or []), *_launch_overrides(args)])
+    except (ConfigError, OSError) as e:
         print(f"workbench: {args.config}: {e}", file=sys.stderr)
         return 2
     cfg = replace(cfg, train=replace(cfg.train, output_dir=train_folder(cfg, args.config, args.output_dir),
                                      resume_anyway=cfg.train.resume_anyway or args.resume_anyway))
+    if cfg.launch.world_size > 1 and not args.quiet:
+        try:
+            print(f"launch: {cfg.launch.world_size} processes ({cfg.launch.backend}); "
+                  f"{global_batch_note(cfg.train, cfg.launch)}", flush=True)
+        except ValueError as e:
+            print(f"workbench: {e}", file=sys.stderr)
+            return 2
     try:
         result = finetune(cfg, progress=not args.quiet)
     except FolderRefused as e:  # another run's folder, or one in use: nothing started, nothing changed
@@ -292,7 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", help="override train.output_dir (default: runs/train/<experiment name>)")
     train.add_argument("--resume-anyway", action="store_true",
                        help="resume the output folder's checkpoint even if another config or data made it")
+    train.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                       help="override a config value, e.g. -p train.learning_rate=1e-4 -p launch.processes=2")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_launch_args(train)
     train.set_defaults(func=cmd_train)
 
     run = sub.add_parser("run", help="run an experiment's notebooks with papermill into runs/<name>/<run-id>")

@@ -582,6 +582,9 @@ class QuantConfig:
     """Quantize the quantization constants too (about 0.4 bits per weight saved)."""
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Matmul dtype: ``auto`` is bf16 where the device supports it, else fp32."""
+    storage_dtype: Literal["uint8", "bfloat16", "float16", "float32"] = "uint8"
+    """The dtype the packed 4-bit weights are stored in. FSDP shards parameters of one dtype only, so QLoRA
+    under ``launch.backend: fsdp`` needs the model's float dtype here (``bfloat16``); uint8 otherwise."""
 
 
 @dataclass(frozen=True)
@@ -647,7 +650,11 @@ class TrainConfig:
     oom_retry: bool = True
     """On out-of-memory, retry with half the batch and twice the accumulation (same effective batch)."""
     num_threads: int = 0
-    """CPU threads for torch; 0 to choose from the machine's load (the cores other work leaves free, at least 1)."""
+    """CPU threads for torch; 0 to choose from the machine's load (the cores other work leaves free, at least 1;
+    shared out between the processes of a launch)."""
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers the main process also logs to: ``tensorboard``, ``mlflow``, ``trackio`` (each local,
+    stored in the run folder unless its own environment variable says otherwise; none by default)."""
 
     def __post_init__(self):
         if self.learning_rate <= 0:
@@ -672,9 +679,59 @@ class TrainConfig:
                 ("save_steps", self.save_steps < 0, "0 (once per epoch) or more"),
                 ("save_total_limit", self.save_total_limit < 1, "at least 1"),
                 ("early_stopping_patience", self.early_stopping_patience < 0, "0 (never) or more"),
-                ("num_threads", self.num_threads < 0, "0 (from the machine's load) or more")):
+                ("num_threads", self.num_threads < 0, "0 (from the machine's load) or more"),
+                ("report_to", any(t not in TRACKERS for t in self.report_to),
+                 f"a list of {', '.join(TRACKERS)} (empty for none)")):
             if bad:
                 raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)}")
+
+
+#: The experiment trackers ``train.report_to`` accepts: local-first, none needs an account or the network.
+TRACKERS = ("tensorboard", "mlflow", "trackio")
+#: How a launch spreads training over processes (``launch.backend``).
+BACKENDS = ("ddp", "fsdp", "deepspeed")
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How many processes train, on how many machines: ``torch.distributed.run`` starts them, the Trainer (on
+    accelerate) joins them. One process on one machine trains in the calling process, as before."""
+
+    processes: int = 1
+    """Training processes on this machine: one per GPU (on a machine without GPUs, CPU processes over gloo)."""
+    machines: int = 1
+    """Machines taking part; each runs the same command with its own ``machine_rank``."""
+    machine_rank: int = 0
+    """This machine's number, 0 to machines - 1; machine 0 is the main one: it alone writes the run folder."""
+    main_process_ip: str = "127.0.0.1"
+    """The address of machine 0, as the other machines reach it."""
+    main_process_port: int = 0
+    """The port machine 0 listens on for the others; 0 picks a free one (one machine only)."""
+    backend: Literal[BACKENDS] = "ddp"
+    """``ddp`` (a whole copy of the model per process), ``fsdp`` (FSDP2: parameters, gradients and optimizer
+    state sharded) or ``deepspeed`` (ZeRO stage 2 or 3, from its config file)."""
+    config_file: str | None = None
+    """The backend's settings (YAML or JSON); None for the shipped ``experiments/launch/<backend>.yaml``."""
+    connect_timeout: int = 60
+    """Seconds a machine other than 0 waits for machine 0 before giving up with a message."""
+
+    def __post_init__(self):
+        for name, bad, rule in (
+                ("processes", self.processes < 1, "at least 1"),
+                ("machines", self.machines < 1, "at least 1"),
+                ("machine_rank", not 0 <= self.machine_rank < self.machines, f"from 0 to machines - 1 ({self.machines - 1})"),
+                ("main_process_port", not 0 <= self.main_process_port < 65536, "a port number, or 0 for a free one"),
+                ("connect_timeout", self.connect_timeout < 1, "at least 1 second")):
+            if bad:
+                raise ConfigError(f"launch.{name} must be {rule}, got {getattr(self, name)}")
+        if self.machines > 1 and not self.main_process_port:
+            raise ConfigError("launch.main_process_port must be set (every machine uses the same one) when "
+                              f"launch.machines is {self.machines}; 29500 is the usual choice")
+
+    @property
+    def world_size(self) -> int:
+        """Processes in all: ``processes`` on each of ``machines``."""
+        return self.processes * self.machines
 
 
 @dataclass(frozen=True)
@@ -779,6 +836,8 @@ class ExperimentConfig:
     """4-bit quantization of the base model (method qlora)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """The training run."""
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    """Processes and machines the training step runs on (one process by default)."""
     tokens: TokenConfig = field(default_factory=TokenConfig)
     """Token statistics (the tokenization notebook)."""
     compare: CompareConfig = field(default_factory=CompareConfig)

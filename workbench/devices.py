@@ -37,6 +37,7 @@ def compute_dtype(device: str, preference: str = "auto"):
 
 def bnb_config(quant, device: str):
     """bitsandbytes 4-bit settings from a ``QuantConfig``."""
+    import torch
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -44,6 +45,7 @@ def bnb_config(quant, device: str):
         bnb_4bit_quant_type=quant.quant_type,
         bnb_4bit_use_double_quant=quant.double_quant,
         bnb_4bit_compute_dtype=compute_dtype(device, quant.compute_dtype),
+        bnb_4bit_quant_storage=getattr(torch, quant.storage_dtype),
     )
 
 

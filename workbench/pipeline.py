@@ -19,6 +19,7 @@ from .config import ExperimentConfig
 from .data import DatasetError, data_report, load_dataset, split_dataset
 from .data.dataset import LoadedDataset
 from .data.split import Splits
+from .launch import launch_training
 from .presets import model_fingerprint
 from .progress import TerminalProgress
 from .tasks import get_task
@@ -113,20 +114,26 @@ def finetune(cfg: ExperimentConfig, progress: bool = False, stop: threading.Even
              on_log: Callable[[dict], None] | None = None) -> TrainResult:
     """Train the experiment's model on its data (the train split, or ``data.max_train_rows`` of it); returns the result.
 
-    Ctrl-C leaves the training folder's status ``stopped`` (``run_training``), then goes on up.
+    One process trains here; a ``launch`` of more (``launch.processes``, ``launch.machines``) trains through
+    ``workbench.launch.launch_training``, this process watching. Ctrl-C leaves the training folder's status
+    ``stopped`` (``run_training``), then goes on up.
     """
     callback = on_log
     if progress:
         bar = TerminalProgress()
         callback = (lambda e: (bar(e), on_log(e))) if on_log else bar
+    run = run_training
+    if cfg.launch.world_size > 1:
+        def run(*args, **kw):
+            return launch_training(*args, launch=cfg.launch, **kw)
     if get_task(cfg.model.task).whole_source:  # pretraining: all of the corpus, from scratch or continued
         corpus = pretraining_corpus(cfg)
         return pretrain(corpus, cfg.train.output_dir, cfg.train, vocab_size=cfg.pretrain.vocab_size,
                         preset=cfg.pretrain.preset, base=cfg.model.name_or_path or None, model=cfg.model, stop=stop,
-                        on_log=callback)
+                        on_log=callback, run=run)
     splits = experiment_splits(cfg)
     train = splits["train"]
     if 0 < cfg.data.max_train_rows < len(train):  # a subset: the first N rows of the train split shuffled with the seed
         train = train.with_frame(train.frame.sample(n=cfg.data.max_train_rows, random_state=cfg.data.seed))
-    return run_training(train, splits.parts.get("validation"), cfg.model, cfg.train, cfg.lora, cfg.quant,
-                        stop=stop, on_log=callback)
+    return run(train, splits.parts.get("validation"), cfg.model, cfg.train, cfg.lora, cfg.quant,
+               stop=stop, on_log=callback)

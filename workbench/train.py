@@ -29,8 +29,10 @@ and twice the accumulation (the same effective batch), or says what to lower.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
 import sys
 import threading
@@ -40,7 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from . import plots, presets
+from . import distributed, plots, presets
 from .config import LoraConfig, ModelConfig, QuantConfig, TokenConfig, TrainConfig, dump_yaml, to_dict
 from .data.dataset import LoadedDataset
 from .devices import release_memory, thread_warning, use_threads
@@ -72,7 +74,11 @@ FINGERPRINT = "workbench_run.json"
 #: TrainConfig fields that may change when a run resumes: how long it trains, how it logs, evaluates and
 #: saves, where it writes, and how it uses the machine. Every other setting is part of the run's fingerprint.
 RESUMABLE = ("output_dir", "epochs", "max_steps", "logging_steps", "eval_steps", "save_steps", "save_total_limit",
-             "early_stopping_patience", "evaluate_on_stop", "resume", "resume_anyway", "oom_retry", "num_threads")
+             "early_stopping_patience", "evaluate_on_stop", "resume", "resume_anyway", "oom_retry", "num_threads",
+             "report_to")
+#: Set by ``workbench.launch`` in its processes' environment: the run folder whose lock the launching process
+#: holds for them (rank 0 does not take it again).
+LOCK_HELD = "WORKBENCH_LOCK_HELD"
 #: ModelConfig fields that may change on resume: where it runs and what it trades memory for.
 MODEL_RESUMABLE = ("device", "gradient_checkpointing")
 
@@ -103,8 +109,11 @@ def write_status(run_dir: Path, status: str, reason: str = "", **extra) -> None:
     _write_status(run_dir, status, reason, time=time.time(), **extra)
 
 
-def _safe_status(run_dir: Path, status: str, reason: str) -> None:
-    """Record how a run ended when it can; a disk too full for status.json leaves it running, read as died."""
+def _safe_status(run_dir: Path, status: str, reason: str, main: bool = True) -> None:
+    """Record how a run ended when it can; a disk too full for status.json leaves it running, read as died.
+    Only the main process of a launch writes (``main``)."""
+    if not main:
+        return
     try:
         write_status(run_dir, status, reason)
     except OSError:
@@ -256,7 +265,10 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
     from transformers import TrainerCallback
 
     log_path = run_dir / "train_log.jsonl"
-    if log_path.exists():  # a resumed run rewrites what came after its checkpoint, and drops a cut last line
+    main = distributed.is_main()  # the other processes of a launch log, save and report nothing
+    if not main:
+        on_log = None
+    if main and log_path.exists():  # a resumed run rewrites what came after its checkpoint, and drops a cut last line
         kept = [e for e in _log_entries(log_path.read_text(errors="replace")) if e["step"] <= resumed_step]
         atomic_write_text(log_path, "".join(json.dumps(e) + "\n" for e in kept))
 
@@ -291,13 +303,17 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
             if "loss" in logs and seen > s0 and now > t0:  # training windows only: evaluation time is not training
                 entry["tokens_per_s"] = round((seen - s0) / (now - t0), 1)
             self.last = (now, seen)
+            if not main:
+                return
             with open(log_path, "a") as f:  # one write of a whole line; a cut one is skipped by readers
                 f.write(json.dumps(entry) + "\n")
             if on_log:
                 on_log(entry)
 
         def on_step_end(self, args, state, control, **kw):
-            if stop is not None and stop.is_set():
+            # Every process of a launch stops at the same step (one stopping alone would leave the others
+            # waiting for it in the next step's gradient exchange).
+            if distributed.any_process(stop is not None and stop.is_set()):
                 self.stopped = True
                 control.should_save = True
                 control.should_training_stop = True
@@ -308,7 +324,8 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
         def on_save(self, args, state, control, **kw):
             # Trainer has finished writing this checkpoint: only now does it count for resuming.
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.exists():
+            distributed.barrier()  # every process has written its part (its RNG state, its shard)
+            if main and ckpt.exists():
                 if fingerprint is not None:
                     atomic_write_json(ckpt / FINGERPRINT, fingerprint)
                 atomic_write_text(ckpt / COMPLETE, f"{state.global_step}\n")
@@ -388,9 +405,14 @@ def run_training(
     """
     run_dir = Path(train_cfg.output_dir)
     ckpt_dir = run_dir / "checkpoints"
+    main = distributed.is_main()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FolderLock(run_dir, "training").acquire()
+        # In a launch, the launching process holds the folder's lock for its processes (os.environ[LOCK_HELD]).
+        held = main and os.environ.get(LOCK_HELD) == str(run_dir.resolve())
+        lock = FolderLock(run_dir, "training")
+        if main and not held:
+            lock.acquire()
     except FolderBusy as e:
         raise FolderRefused(str(e)) from None
     except OSError as e:
@@ -398,26 +420,93 @@ def run_training(
             raise TrainingError(disk_full_message(e, run_dir)) from None
         raise
     try:
-        return _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_dir, stop, on_log,
-                    tokenizer, init_head, lock.note)
+        with tracker_env(train_cfg.report_to if main else [], run_dir):
+            return _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_dir, stop, on_log,
+                        tokenizer, init_head, lock.note)
     except FolderRefused:
         raise
     except TrainingError as e:
-        _safe_status(run_dir, FAILED, str(e))
+        _safe_status(run_dir, FAILED, str(e), main)
         raise
     except KeyboardInterrupt:
-        _safe_status(run_dir, STOPPED, STOPPED_BY_USER)
+        _safe_status(run_dir, STOPPED, STOPPED_BY_USER, main)
         raise
     except Exception as e:
         if disk_full(e):  # a checkpoint cut short has no COMPLETE marker: resuming takes the one before
             message = disk_full_message(e, run_dir)
-            _safe_status(run_dir, FAILED, message)
+            _safe_status(run_dir, FAILED, message, main)
             raise TrainingError(message) from None
-        _safe_status(run_dir, FAILED, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        _safe_status(run_dir, FAILED, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", main)
         raise
     finally:
         lock.release()
         release_memory()
+
+
+#: Where each tracker keeps its runs: the environment variable it reads, and the run folder's default for it.
+TRACKER_STORES = {"tensorboard": ("TENSORBOARD_LOGGING_DIR", "tensorboard"),
+                  "mlflow": ("MLFLOW_TRACKING_URI", "mlruns"),
+                  "trackio": ("TRACKIO_DIR", "trackio")}
+#: The package each tracker needs, and how to install it.
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "trackio": "trackio"}
+
+
+@contextlib.contextmanager
+def tracker_env(report_to, run_dir: Path):
+    """Point each tracker of ``report_to`` at a store in the run folder while training, unless its own
+    environment variable already names one; the environment is restored afterwards (a kernel trains many runs).
+
+    Raises:
+        TrainingError: a tracker's package is not installed (the message says what to install).
+    """
+    import importlib.util
+
+    missing = [t for t in report_to if importlib.util.find_spec(TRACKER_PACKAGES[t]) is None]
+    if missing:
+        raise TrainingError(f"train.report_to names {', '.join(missing)}, which is not installed: pip install "
+                            f"{' '.join(TRACKER_PACKAGES[t] for t in missing)} (or pip install -e '.[trackers]' for "
+                            "TensorBoard), or remove it from train.report_to")
+    saved = {}
+    for name in report_to:
+        var, folder = TRACKER_STORES[name]
+        if not os.environ.get(var):
+            path = (run_dir / folder).resolve()
+            saved[var] = None
+            os.environ[var] = path.as_uri() if name == "mlflow" else str(path)
+    try:
+        yield
+    finally:
+        for var in saved:
+            os.environ.pop(var, None)
+
+
+def tracker_locations(report_to) -> dict:
+    """``{tracker: where its runs are}`` as ``tracker_env`` set it (or the user's own environment did)."""
+    return {name: os.environ.get(TRACKER_STORES[name][0], "") for name in report_to}
+
+
+def _backend_args(main: bool) -> dict:
+    """The TrainingArguments of a launch's backend (DDP, FSDP or DeepSpeed settings), which ``workbench.launch``
+    resolved from ``launch.config_file`` and passes to its processes as JSON; {} outside a launch."""
+    path = os.environ.get("WORKBENCH_BACKEND_ARGS")
+    if not path or distributed.world_size() < 2:
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def _check_same_data(args, fingerprint: dict) -> None:
+    """Every process of a launch trains on the same splits: their fingerprints are compared before training.
+
+    Raises:
+        TrainingError: some process made other splits (the message names the ranks).
+    """
+    args.device  # noqa: B018 - sets up the process group (accelerate) so the processes can compare
+    seen = distributed.gather(fingerprint["data"])
+    odd = [r for r, data in enumerate(seen) if data != seen[0]]
+    if odd:
+        raise TrainingError(f"the processes of this launch made different data splits (ranks {odd} differ from "
+                            "rank 0): the data changed while they loaded it, or it is read from different copies. "
+                            "Give every machine the same files and start again.")
 
 
 def _trainer_class():
@@ -451,7 +540,9 @@ def _trainer_class():
             sampler = super()._get_train_sampler(train_dataset)
             if type(sampler) is LengthGroupedSampler and sampler.generator is None:
                 seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-                return EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, seed)
+                # Grouped by the global batch, as one process groups them: the same order whatever the count
+                # of processes (accelerate deals the batches out to them in turn).
+                return EpochSeededLengthSampler(sampler.batch_size * self.args.world_size, sampler.lengths, seed)
             return sampler
 
     return WorkbenchTrainer
@@ -476,18 +567,24 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
     done = complete_checkpoints(ckpt_dir) if train_cfg.resume else []
     resume_warning = check_resume(done[-1], fingerprint, run_dir, train_cfg.resume_anyway) if done else None
     labels = task.labels(train, eval)
-    write_status(run_dir, RUNNING)
-    atomic_write_text(run_dir / "config.yaml", "".join(
-        f"{name}:\n" + "".join(f"  {line}\n" for line in dump_yaml(obj).splitlines())
-        for name, obj in (("model", model_cfg), ("lora", lora_cfg), ("quant", quant_cfg), ("train", train_cfg))))
-    if labels:
-        atomic_write_json(run_dir / "label_map.json", {"labels": labels})
+    main, world = distributed.is_main(), distributed.world_size()
+    try:  # the spec's global batch, whatever the process count
+        batch, accum = distributed.per_device_batch(train_cfg.batch_size, train_cfg.grad_accum, world)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    if main:
+        write_status(run_dir, RUNNING)
+        atomic_write_text(run_dir / "config.yaml", "".join(
+            f"{name}:\n" + "".join(f"  {line}\n" for line in dump_yaml(obj).splitlines())
+            for name, obj in (("model", model_cfg), ("lora", lora_cfg), ("quant", quant_cfg), ("train", train_cfg))))
+        if labels:
+            atomic_write_json(run_dir / "label_map.json", {"labels": labels})
 
     loaded = load_model(model_cfg, quant_cfg, lora_cfg, labels, tokenizer, train_cfg.label_smoothing)
     tok = loaded.tokenizer
     warnings = ([busy] if busy else []) + [w for w in (lock_note, resume_warning) if w] + (
         check_masking(train, tok, train_cfg) if task.masks_labels else [])
-    for w in (lock_note, resume_warning):
+    for w in (lock_note, resume_warning) if main else ():
         if w:
             print(f"WARNING: {run_dir}: {w}", file=sys.stderr, flush=True)
     train_ds = task.batches(train, tok, train_cfg, labels)
@@ -498,16 +595,23 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
     elif labels and train_cfg.head_init == "probe":
         init_head_from_probe(loaded, train, train_cfg)
 
-    discarded = discard_incomplete(ckpt_dir)
+    discarded = discard_incomplete(ckpt_dir) if main else []
     resume_from = str(done[-1]) if done else None
     resumed_step = int(done[-1].name.split("-")[-1]) if done else 0
-    if not train_cfg.resume:
+    if main and not train_cfg.resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    batch, accum = train_cfg.batch_size, train_cfg.grad_accum
     trained, total = trainable_parameters(loaded.model)
     info = {"device": loaded.device, "cpu_threads": threads, "trainable_params": trained, "total_params": total,
             "warnings": warnings,
             "resumed_from": resume_from, "discarded_checkpoints": discarded}
+    if world > 1:
+        info.update({"world_size": world, "launcher": os.environ.get("WORKBENCH_LAUNCHER", "torch.distributed.run"),
+                     "per_device_batch_size": batch, "grad_accum_per_process": accum})
+    backend_args = _backend_args(main)
+    trackers = tracker_locations(train_cfg.report_to) if main else {}
+    if trackers:
+        info["trackers"] = trackers
+        atomic_write_json(run_dir / "trackers.json", trackers)
     while True:
         has_eval = eval_ds is not None
         args = TrainingArguments(
@@ -515,7 +619,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             num_train_epochs=train_cfg.epochs,
             max_steps=train_cfg.max_steps,
             per_device_train_batch_size=batch,
-            per_device_eval_batch_size=max(batch, 16),
+            per_device_eval_batch_size=max(1, max(train_cfg.batch_size, 16) // world),  # the same global batch
             gradient_accumulation_steps=accum,
             learning_rate=train_cfg.learning_rate,
             warmup_steps=train_cfg.warmup,
@@ -533,7 +637,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             greater_is_better=task.greater_is_better if has_eval else None,
             seed=train_cfg.seed,
             data_seed=train_cfg.seed,
-            report_to="none",
+            report_to=list(trackers) or "none",
             disable_tqdm=True,
             use_cpu=loaded.device == "cpu",
             **method.training_args(loaded.device),
@@ -542,7 +646,10 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             include_num_input_tokens_seen=True,
             remove_unused_columns=False,
             dataloader_num_workers=0,
+            **backend_args,
         )
+        if world > 1:
+            _check_same_data(args, fingerprint)
         callback = _callbacks(run_dir, loaded.device, stop, on_log, resumed_step, fingerprint)
         callback.eval_steps = math.ceil(len(eval_ds) / args.per_device_eval_batch_size) if has_eval else 0
         callbacks = [callback]
@@ -583,14 +690,18 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
         metrics.update(task.final_metrics(metrics))
         if stopped:
             metrics["evaluated_at_stop"] = True
+    status = STOPPED if stopped else SUCCEEDED
+    if not main:  # the main process saves the model, the metrics and the status
+        distributed.barrier()
+        return TrainResult(run_dir, run_dir / "model", metrics, status, state.global_step, state.max_steps)
     if on_log:
         on_log({"step": state.global_step, "max_steps": state.max_steps, "phase": "saving", "time": time.time(),
                 "progress": True})
     model_dir = save_trained(loaded, run_dir / "model", model_cfg.method, labels)
     atomic_write_json(run_dir / "metrics.json", metrics)
-    status = STOPPED if stopped else SUCCEEDED
     write_status(run_dir, status, "stopped on request" if stopped else "",
                  global_step=state.global_step, max_steps=state.max_steps)
+    distributed.barrier()
     return TrainResult(run_dir, model_dir, metrics, status, state.global_step, state.max_steps)
 
 
@@ -600,14 +711,15 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
 def pretrain(corpus: LoadedDataset, out_dir: str | Path, train_cfg: TrainConfig, vocab_size: int = 2000,
              preset: str = "small", stop: threading.Event | None = None,
              on_log: Callable[[dict], None] | None = None, base: str | None = None,
-             model: ModelConfig | None = None) -> TrainResult:
+             model: ModelConfig | None = None, run: Callable = run_training) -> TrainResult:
     """Pretrain a causal LM on a text corpus (the ``pretraining`` task): from scratch, or continued.
 
     From scratch (``base`` None): trains a byte-level BPE tokenizer on the corpus, builds the
     preset model with random weights into ``out_dir/base``. Continued: starts from ``base`` (a
     folder, hub id or preset). Either way the model trains on packed text, every token, and
     ``out_dir/model`` is a base for fine-tuning. ``model``'s other settings (dtype, revision,
-    ``trust_remote_code``...) apply; its name, task and method are the pretraining's.
+    ``trust_remote_code``...) apply; its name, task and method are the pretraining's. ``run`` trains
+    (``run_training``, or a launch of several processes: the base is built here, once).
     """
     if (problem := get_task("pretraining").data_problem(corpus)):
         raise TrainingError(problem)
@@ -621,8 +733,7 @@ def pretrain(corpus: LoadedDataset, out_dir: str | Path, train_cfg: TrainConfig,
                                     tok, base, seed=train_cfg.seed)
     cfg = replace(train_cfg, output_dir=str(out))
     model_cfg = replace(model or ModelConfig(), name_or_path=base, task="pretraining", method="full")
-    return run_training(corpus, None, model_cfg, cfg,
-                        stop=stop, on_log=on_log)
+    return run(corpus, None, model_cfg, cfg, stop=stop, on_log=on_log)
 
 
 def load_log(run_dir: str | Path) -> list[dict]:

@@ -1,0 +1,296 @@
+"""Training on several processes (``workbench.launch``), on this CPU machine: 2 processes over gloo.
+
+Acceptance of issue #17: the same fine-tune on 1 and on 2 processes with the same global batch
+ends with the same loss curve (each step's loss within 1e-4 relative; the evaluation loss within
+1%: the processes evaluate their share of the validation split in batches of their own, and a
+batch's loss is its tokens' mean) and the same metrics; a rank killed with kill -9 fails the run
+within seconds, naming the rank, and the run resumes (here with another number of processes) to
+the weights of an uninterrupted run; the run folder is written once; Stop reaches every process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+from safetensors.torch import load_file
+
+from tiny import tiny_base
+from workbench import distributed
+from workbench.cli import main
+from workbench.config import ConfigError, LaunchConfig, ModelConfig, QuantConfig, TrainConfig
+from workbench.data import load_dataset, split_dataset
+from workbench.launch import (LaunchError, backend_args, check_port, failure_reason, launch_training, read_split,
+                              write_split)
+from workbench.run_status import read_status
+from workbench.train import load_log, run_training
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKETS = ROOT / "datasets" / "it_support" / "tickets.jsonl"
+TWO = LaunchConfig(processes=2)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_base(tmp_path_factory.mktemp("tiny") / "base")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    ds = load_dataset(TICKETS)
+    return split_dataset(ds.with_frame(ds.frame.groupby("category").head(8)), test=0, validation=0.2,
+                         stratify="category")
+
+
+def model(base) -> ModelConfig:
+    return ModelConfig(name_or_path=str(base), task="causal-lm", method="full")
+
+
+def short(out, **kw) -> TrainConfig:
+    return TrainConfig(**{"output_dir": str(out), "max_steps": 6, "save_steps": 2, "learning_rate": 3e-3,
+                          "batch_size": 8, "max_length": 384, "logging_steps": 1, "num_threads": 1, **kw})
+
+
+def losses(run_dir) -> list[float]:
+    return [e["loss"] for e in load_log(run_dir) if "loss" in e]
+
+
+def workers() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "workbench.worker" in " ".join(p.cmdline())]
+
+
+def rank_of(proc: psutil.Process) -> int:
+    return int(proc.environ().get("RANK", "-1"))
+
+
+def assert_same_weights(a: Path, b: Path, tolerance: float = 1e-4) -> None:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+    assert worst < tolerance, f"weights differ by up to {worst}"
+
+
+@pytest.fixture(scope="module")
+def one_and_two(base, splits, tmp_path_factory):
+    """The same fine-tune on one process (in this one) and on two (launched), uninterrupted."""
+    root = tmp_path_factory.mktemp("runs")
+    events = []
+    one = run_training(splits["train"], splits["validation"], model(base), short(root / "one"))
+    two = launch_training(splits["train"], splits["validation"], model(base), short(root / "two"), launch=TWO,
+                          on_log=events.append)
+    return one, two, events
+
+
+def test_two_processes_train_the_same_curve_and_metrics_as_one(one_and_two):
+    one, two, _ = one_and_two
+    assert one.status == two.status == "succeeded" and one.global_step == two.global_step == 6
+    a, b = losses(one.run_dir), losses(two.run_dir)
+    assert len(a) == len(b) == 6
+    assert all(abs(x - y) <= 1e-4 * abs(x) for x, y in zip(a, b)), (a, b)
+    assert two.metrics["train_loss"] == pytest.approx(one.metrics["train_loss"], rel=1e-4)
+    assert two.metrics["eval_loss"] == pytest.approx(one.metrics["eval_loss"], rel=0.01)
+    assert two.metrics["eval_perplexity"] == pytest.approx(one.metrics["eval_perplexity"], rel=0.05)
+    # The global batch is the spec's: 8 = 4 per process x 2 processes; the run records how it was made.
+    assert (two.metrics["world_size"], two.metrics["per_device_batch_size"], two.metrics["grad_accum_per_process"]) \
+        == (2, 4, 1)
+    assert two.metrics["launcher"] == "torch.distributed.run" and "world_size" not in one.metrics
+    assert_same_weights(one.model_dir, two.model_dir)
+
+
+def test_the_run_folder_is_written_once_by_the_main_process(one_and_two):
+    _, two, events = one_and_two
+    run = two.run_dir
+    steps = [e["step"] for e in load_log(run) if "loss" in e]
+    assert steps == sorted(set(steps)) == [1, 2, 3, 4, 5, 6]  # no interleaved or repeated lines
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts == ["checkpoint-4", "checkpoint-6"]  # save_total_limit 2; one folder per save
+    for c in ckpts:
+        files = sorted(f.name for f in (run / "checkpoints" / c).iterdir())
+        assert files.count("COMPLETE") == 1 and {"rng_state_0.pth", "rng_state_1.pth"} <= set(files)
+    assert read_status(run)["status"] == "succeeded"
+    assert json.loads((run / "metrics.json").read_text())["world_size"] == 2
+    assert "torch.distributed.run" not in (run / "config.yaml").read_text()
+    assert (run / "launch.log").exists() and not list(run.glob("*.partial"))
+    # One stream of progress reached the caller: the steps in order, from the main process only.
+    stepped = [e["step"] for e in events if "loss" in e]
+    assert stepped == [1, 2, 3, 4, 5, 6]
+    assert events[0]["phase"] == "loading" and "global batch 8" in events[0]["launch"]
+
+
+def test_a_killed_rank_fails_the_run_naming_it_and_it_resumes_to_the_same_result(base, splits, one_and_two,
+                                                                                   tmp_path):
+    _, reference, _ = one_and_two
+    out = tmp_path / "killed"
+    seen, outcome = [], {}
+
+    def train():
+        try:
+            launch_training(splits["train"], splits["validation"], model(base), short(out), launch=TWO,
+                            on_log=seen.append)
+        except Exception as e:  # noqa: BLE001 - the outcome is asserted below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 240
+    while not any(e.get("step", 0) >= 3 and "loss" in e for e in seen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victims = [p for p in workers() if rank_of(p) == 1]
+    assert victims, "no rank 1 process to kill"
+    os.kill(victims[0].pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    thread.join(timeout=60)
+    ended_in = time.monotonic() - killed_at
+    assert not thread.is_alive() and ended_in < 15, f"the launch took {ended_in:.1f} s to end"
+    assert "rank 1 was killed by SIGKILL" in str(outcome["error"])
+    assert not workers()  # rank 0 was stopped too
+    status = read_status(out)
+    assert status["status"] == "failed" and "rank 1" in status["reason"]
+
+    # Resume on one process: from the last complete checkpoint, to the uninterrupted run's weights.
+    resumed = run_training(splits["train"], splits["validation"], model(base), short(out))
+    assert resumed.status == "succeeded" and resumed.global_step == 6
+    assert resumed.metrics["resumed_from"] and Path(resumed.metrics["resumed_from"]).name in (
+        "checkpoint-2", "checkpoint-4")
+    assert losses(out) == pytest.approx(losses(reference.run_dir), rel=1e-4)
+    assert_same_weights(out / "model", reference.model_dir)
+
+
+def test_stop_reaches_every_process(base, splits, tmp_path):
+    out, stop, seen = tmp_path / "stopped", threading.Event(), []
+
+    def on_log(e):
+        seen.append(e)
+        if e.get("step", 0) >= 2:
+            stop.set()
+
+    result = launch_training(splits["train"], None, model(base), short(out, max_steps=400), launch=TWO, stop=stop,
+                             on_log=on_log)
+    assert result.status == "stopped" and 2 <= result.global_step < 400
+    assert read_status(out)["status"] == "stopped" and not workers()
+    assert (out / "model" / "model.safetensors").exists()
+
+
+def test_refusals_before_anything_starts(base, splits, tmp_path):
+    # A global batch that does not divide among the processes.
+    with pytest.raises(ConfigError, match=r"global batch .*= 9.* does not divide among 2 processes"):
+        launch_training(splits["train"], None, model(base), short(tmp_path / "a", batch_size=9), launch=TWO)
+    # A port in use on the main machine, and a main machine nobody answers for.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(LaunchError, match=f"port {port} on this machine is in use"):
+            check_port(replace(TWO, main_process_port=port))
+    start = time.monotonic()
+    with pytest.raises(LaunchError, match=r"machine 0 at 127\.0\.0\.1:\d+ did not answer within 1 s"):
+        check_port(LaunchConfig(processes=2, machines=2, machine_rank=1, main_process_port=port, connect_timeout=1))
+    assert time.monotonic() - start < 10
+    # Backend settings that cannot work.
+    with pytest.raises(ConfigError, match="storage_dtype: bfloat16"):
+        backend_args(replace(TWO, backend="fsdp"), "qlora", QuantConfig())
+    assert backend_args(replace(TWO, backend="fsdp"), "qlora", QuantConfig(storage_dtype="bfloat16"))["fsdp_config"][
+        "version"] == 2
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("fsdp: full_shard\n")
+    with pytest.raises(ConfigError, match="fsdp is not a setting of backend ddp"):
+        backend_args(replace(TWO, config_file=str(wrong)), "full", QuantConfig())
+    with pytest.raises(ConfigError, match="deepspeed package"):
+        backend_args(replace(TWO, backend="deepspeed"), "full", QuantConfig())
+    with pytest.raises(ConfigError, match="main_process_port must be set"):
+        LaunchConfig(machines=2)
+    assert not (tmp_path / "a").exists()  # nothing was written
+
+
+def test_per_device_batch_keeps_the_global_batch():
+    assert distributed.per_device_batch(8, 1, 1) == (8, 1)
+    assert distributed.per_device_batch(8, 4, 2) == (8, 2)  # accumulation divided first: memory per device kept
+    assert distributed.per_device_batch(8, 1, 2) == (4, 1)
+    assert distributed.per_device_batch(6, 2, 4) == (3, 1)
+    assert distributed.per_device_batch(3, 4, 4) == (3, 1)
+    assert distributed.per_device_batch(6, 4, 8) == (3, 1)
+    for b, a, n in ((8, 1, 2), (6, 2, 4), (12, 3, 9), (5, 4, 10)):
+        batch, accum = distributed.per_device_batch(b, a, n)
+        assert batch * accum * n == b * a and batch <= b
+    with pytest.raises(ValueError, match="multiple of 4"):
+        distributed.per_device_batch(3, 1, 4)
+
+
+def test_failure_reason_names_the_rank_that_died_not_those_the_launcher_stopped():
+    summary = """
+Failures:
+[1]:
+  time      : 2026-12-03_04:28:35
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 945)  (SIGTERM)
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-03_04:28:35
+  host      : localhost
+  rank      : 3 (local_rank: 1)
+  exitcode  : -9 (pid: 946)
+"""
+    assert failure_reason(summary, 4).startswith("rank 3 was killed by SIGKILL")
+    assert "the other 3 processes" in failure_reason(summary, 4)
+    assert failure_reason("rank      : 1 (local_rank: 1)\n  exitcode  : 2 (pid: 1)", 2).startswith(
+        "rank 1 exited with code 2")
+    assert "launch.log" in failure_reason("killed", 2)
+
+
+def test_splits_reach_the_processes_value_for_value(splits, tmp_path):
+    ds = splits["train"]
+    write_split(ds, tmp_path / "train.jsonl")
+    back = read_split(tmp_path / "train.jsonl")
+    assert back.fingerprint() == ds.fingerprint() and back.format == ds.format and len(back) == len(ds)
+
+
+def test_workbench_train_takes_the_launch_from_flags_and_p(tmp_path, monkeypatch):
+    spec = tmp_path / "exp.yaml"
+    spec.write_text("name: launch-flags\nlaunch:\n  processes: 3\n  backend: ddp\n")
+    seen = []
+
+    def fake(cfg, progress=False):
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("workbench.cli.finetune", fake)
+    for argv, expected in ((["--quiet"], (3, 1, 0)), (["--processes", "2", "--quiet"], (2, 1, 0)),
+                           (["--processes", "4", "--machines", "2", "--machine-rank", "1", "--main-process-port",
+                             "29511", "--main-process-ip", "10.0.0.5", "--quiet"], (4, 2, 1)),
+                           (["-p", "launch.processes=2", "--quiet"], (2, 1, 0))):
+        with pytest.raises(SystemExit):
+            main(["train", str(spec), *argv])
+        got = seen[-1].launch
+        assert (got.processes, got.machines, got.machine_rank) == expected
+    assert seen[2].launch.main_process_ip == "10.0.0.5" and seen[2].launch.main_process_port == 29511
+    assert main(["train", str(spec), "--machines", "2", "--quiet"]) == 2  # no port for several machines
+
+
+def test_tensorboard_logs_into_the_run_folder_from_the_main_process(base, splits, tmp_path, monkeypatch):
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    out = tmp_path / "tracked"
+    result = run_training(splits["train"], None, model(base), short(out, max_steps=2, report_to=["tensorboard"]))
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file in the run folder"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+    assert json.loads((out / "trackers.json").read_text()) == {"tensorboard": str((out / "tensorboard").resolve())}
+    assert result.metrics["trackers"]["tensorboard"].endswith("tensorboard")
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ  # the kernel's environment is left as it was
+    with pytest.raises(ConfigError, match="report_to must be a list of tensorboard, mlflow, trackio"):
+        TrainConfig(report_to=["wandb"])
