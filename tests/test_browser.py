@@ -219,6 +219,90 @@ def test_a_new_user_s_whole_path_in_the_dashboard(tmp_path):
         notebook.unlink(missing_ok=True)
 
 
+def _workers() -> list:
+    """The training processes of a launch running on this machine (the dashboard kernel's grandchildren)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "workbench.worker" in " ".join(p.info["cmdline"] or []) and "torch.distributed.run" not in " ".join(
+                    p.info["cmdline"] or []):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_two_process_run_from_the_dashboard_shows_one_progress_bar_and_stop_ends_both(tmp_path):
+    """Issue #17: processes 2 in the Train tab trains on two processes (gloo on this CPU machine) that the kernel
+    watches: one progress bar and one loss curve, and Stop ends both processes."""
+    import json
+    import sys
+    import time
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny import tiny_base
+
+    base = tiny_base(tmp_path / "models" / "tiny-llama")
+    runs = tmp_path / "runs"
+    notebook = parameterized_copy("dashboard.ipynb", ROOT / "notebooks" / "zz_browser_launch.ipynb",
+                                  {"source": "", "runs_root": str(runs)})
+    try:
+        with voila_page(notebook, ".wb-dashboard", width=1280, height=800) as page:
+            page.fill(".wb-source input", "datasets/it_support/tickets.jsonl")
+            page.press(".wb-source input", "Enter")
+            page.wait_for_function("() => document.querySelector('.wb-dashboard-status').innerText.includes("
+                                   "'held out')", timeout=60_000)
+            _tab(page, "Train")
+            page.fill(".wb-model input", str(base))
+            page.wait_for_function("() => document.querySelector('.wb-model-check').innerText.includes("
+                                   "'trains causal-lm')", timeout=60_000)
+            _field(page, "max-steps").fill("400")
+            _field(page, "batch-size").fill("4")
+            _field(page, "learning-rate").fill("3e-3")
+            _field(page, "processes").fill("3")  # a batch of 4 does not divide among 3: refused before Start
+            page.wait_for_function("() => document.querySelector('.wb-launch-check').innerText.includes("
+                                   "'does not divide among 3 processes')", timeout=20_000)
+            page.wait_for_function("() => document.querySelector('button.wb-start').disabled", timeout=10_000)
+            _field(page, "processes").fill("2")
+            page.get_by_text("Advanced settings").first.click()
+            _field(page, "logging-steps").fill("1")
+            page.get_by_text("Advanced settings").first.click()
+            page.wait_for_function("() => !document.querySelector('button.wb-start').disabled", timeout=20_000)
+            page.click("button.wb-start")
+            page.wait_for_function(
+                "() => document.querySelector('.wb-train-progress').innerText.includes('loss')", timeout=180_000)
+            page.wait_for_selector(".wb-curves .bqplot svg .curve path.line", timeout=60_000)
+            # One progress bar (the evaluation one stays hidden) fed by the main process alone.
+            bars = page.locator(".wb-train-panel .widget-hprogress")
+            visible = [i for i in range(bars.count()) if bars.nth(i).is_visible()]
+            assert bars.count() == 2 and len(visible) == 1  # the steps bar; the evaluation one hidden
+            assert page.locator(".wb-train-progress").count() == 1
+            ranks = sorted(int(p.environ().get("RANK", "-1")) for p in _workers())
+            assert ranks == [0, 1], f"the training processes running: ranks {ranks}"
+            first = re.search(r"step (\d+)/400", page.locator(".wb-train-progress").inner_text())
+            assert first and int(first.group(1)) >= 1
+            page.click("button.wb-stop")
+            page.wait_for_function(
+                "() => document.querySelector('.wb-train-status').innerText.includes('Stopping')", timeout=5_000)
+            page.wait_for_function(
+                "() => document.querySelector('.wb-train-status').innerText.includes('stopped at step')", timeout=120_000)
+            status = page.locator(".wb-train-status").inner_text()
+            found = re.search(r"at step (\d+)/400", status)
+            assert found and 0 < int(found.group(1)) < 400, status
+            step = int(found.group(1))
+            deadline = time.monotonic() + 10
+            while _workers() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not _workers(), "a training process outlived Stop"
+            metrics = [json.loads(p.read_text()) for p in runs.rglob("metrics.json")]
+            assert [m["world_size"] for m in metrics] == [2] and metrics[0]["global_step"] == step
+            assert_clean(page, str(ARTIFACTS / "dashboard-two-processes.png"), full_page=True)
+    finally:
+        notebook.unlink(missing_ok=True)
+
+
 def test_dashboard_chat_in_voila_two_models_answer_side_by_side_and_stop(tmp_path):
     import sys
 

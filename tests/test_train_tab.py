@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tiny import tiny_base
-from workbench.config import (DataConfig, ExperimentConfig, LoraConfig, ModelConfig, QuantConfig, TrainConfig,
-                              dump_changes, from_dict)
+from workbench.config import (DataConfig, ExperimentConfig, LaunchConfig, LoraConfig, ModelConfig, QuantConfig,
+                              TrainConfig, dump_changes, from_dict)
 from workbench.data import load_dataset
 from workbench.errors import TrainingError
 from workbench.export import model_choices
@@ -129,7 +129,7 @@ def test_every_config_field_is_in_the_form_and_reaches_the_run(pairs, base, tmp_
                    experiments_dir=tmp_path / "experiments", data=DataConfig(source="datasets/x.jsonl"))
     import dataclasses
 
-    for cls in (ModelConfig, LoraConfig, QuantConfig, TrainConfig):
+    for cls in (ModelConfig, LoraConfig, QuantConfig, TrainConfig, LaunchConfig):
         for f in dataclasses.fields(cls):
             assert (cls, f.name) in p.form or (cls, f.name) in PANEL_FIELDS, f"{cls.__name__}.{f.name} not reachable"
     assert MAIN_FIELDS <= set(p.form)
@@ -150,6 +150,34 @@ def test_every_config_field_is_in_the_form_and_reaches_the_run(pairs, base, tmp_
     assert model.gradient_checkpointing is True
     p.form[(TrainConfig, "head_learning_rate")].box.value = ""  # an optional field left empty: not set
     assert p.configs()[1].head_learning_rate is None and not p.start_btn.disabled
+
+
+def test_processes_above_one_train_through_the_launcher_with_the_global_batch_checked(pairs, base, tmp_path):
+    seen, launched = [], []
+
+    def launch_run(train, eval, model, cfg, lora, quant, stop, on_log, launch):
+        launched.append(launch)
+        on_log({"step": 0, "max_steps": 0, "phase": "loading", "progress": True,
+                "launch": "2 processes (2 x 1 machines, ddp, cpu)"})
+        assert "Starting 2 processes" in p.status.value
+        return _stub(seen)(train, eval, model, cfg, lora, quant, stop, on_log)
+
+    p = TrainPanel(pairs, None, ModelConfig(name_or_path=base, task="causal-lm"), run=_stub(seen),
+                   launch_run=launch_run, experiments_dir=tmp_path / "experiments",
+                   data=DataConfig(source="datasets/x.jsonl"))
+    p.batch.box.value = "4"
+    p.processes.box.value = "3"  # 4 does not divide among 3 processes: Start waits, the reason is shown
+    assert p.start_btn.disabled and "does not divide among 3 processes" in p.launch_check.value
+    p.processes.box.value = "2"
+    assert not p.start_btn.disabled and p.launch_check.value == ""
+    assert "launch:\n  processes: 2" in p.spec_yaml.value  # the YAML carries it
+    p.start()
+    p.wait()
+    assert [launch.processes for launch in launched] == [2] and p.result.status == "succeeded"
+    p.processes.box.value = "1"  # one process trains in the kernel, as before
+    p.start()
+    p.wait()
+    assert len(launched) == 1 and len(seen) == 2
 
 
 def test_the_form_as_yaml_and_command_reads_back_to_the_same_run(pairs, base, tmp_path):

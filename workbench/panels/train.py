@@ -15,11 +15,13 @@ from typing import Callable
 
 import ipywidgets as widgets
 
-from ..config import (ConfigError, DataConfig, ExperimentConfig, LoraConfig, ModelConfig, QuantConfig, TrainConfig,
-                      choices, dump_changes)
+from ..config import (ConfigError, DataConfig, ExperimentConfig, LaunchConfig, LoraConfig, ModelConfig, QuantConfig,
+                      TrainConfig, choices, dump_changes)
 from ..data.dataset import LoadedDataset
+from ..distributed import per_device_batch
 from ..errors import TrainingError
 from ..files import atomic_write_text
+from ..launch import launch_training
 from ..methods import METHODS
 from ..plots import curve_points
 from ..presets import LICENCES, describe_model, model_note
@@ -33,7 +35,8 @@ from .charts import LineChart
 #: those the panel decides itself (where the run goes, whether it resumes, the task).
 MAIN_FIELDS = {(ModelConfig, "name_or_path"), (ModelConfig, "method"), (LoraConfig, "r"),
                (TrainConfig, "learning_rate"), (TrainConfig, "epochs"), (TrainConfig, "max_steps"),
-               (TrainConfig, "batch_size"), (TrainConfig, "max_length"), (TrainConfig, "evaluate_on_stop")}
+               (TrainConfig, "batch_size"), (TrainConfig, "max_length"), (TrainConfig, "evaluate_on_stop"),
+               (LaunchConfig, "processes")}
 PANEL_FIELDS = {(ModelConfig, "task"), (TrainConfig, "output_dir"), (TrainConfig, "resume")}
 
 
@@ -45,6 +48,9 @@ class TrainPanel(Panel):
         model, train_cfg, lora, quant: Starting settings; the form edits a copy. ``model.task`` is kept when it suits
             the data and the base, else the task is inferred from them (``infer_task``).
         run: The training function (``workbench.train.run_training``; tests pass a stub).
+        launch, launch_run: How many processes train (``LaunchConfig``; the form's *processes*), and the function that
+            trains on more than one (``workbench.launch.launch_training``: they run as subprocesses the kernel
+            watches, streaming into the same progress bar and curves; Stop reaches every one).
         plot_every: Seconds between curve redraws while training.
         run_dirs: Gives a fresh run folder for each Start (Resume continues the last one);
             None to always use ``train_cfg.output_dir``.
@@ -63,8 +69,10 @@ class TrainPanel(Panel):
                  run_dirs: Callable[[], str] | None = None, choices: Callable[[], list[str]] | None = None,
                  describe: Callable = describe_model, infer_task: Callable = task_for_model,
                  data: DataConfig | None = None, experiments_dir: str | Path = "experiments",
-                 after_run: Callable | None = None, root: str | Path | None = None):
+                 after_run: Callable | None = None, root: str | Path | None = None,
+                 launch: LaunchConfig = LaunchConfig(), launch_run: Callable = launch_training):
         self.train_ds, self.eval_ds = train, eval
+        self.launch_cfg, self._launch_run = launch, launch_run
         self.model_cfg, self.train_cfg, self.lora_cfg, self.quant_cfg = model, train_cfg, lora, quant
         self._run, self.plot_every, self._run_dirs = run, plot_every, run_dirs
         self._choices, self._describe, self._infer = choices or (lambda: list(LICENCES)), describe, infer_task
@@ -100,6 +108,9 @@ class TrainPanel(Panel):
         self.max_steps = self._typed(TrainConfig, "max_steps", train_cfg.max_steps, label="max steps")
         self.batch = self._typed(TrainConfig, "batch_size", train_cfg.batch_size, label="batch size")
         self.max_length = self._typed(TrainConfig, "max_length", train_cfg.max_length, label="max length")
+        self.processes = self._typed(LaunchConfig, "processes", launch.processes)
+        self.launch_check = widgets.HTML()  # the global batch must divide among the processes
+        self.launch_check.add_class("wb-launch-check")
         self.evaluate_on_stop = form_field(widgets.Checkbox, TrainConfig, "evaluate_on_stop",
                                            train_cfg.evaluate_on_stop, label="evaluate when stopped", indent=False)
         self.evaluate_on_stop.add_class("wb-evaluate-on-stop")
@@ -113,7 +124,7 @@ class TrainPanel(Panel):
                      (LoraConfig, "r"): self.rank, (TrainConfig, "learning_rate"): self.lr,
                      (TrainConfig, "epochs"): self.epochs, (TrainConfig, "max_steps"): self.max_steps,
                      (TrainConfig, "batch_size"): self.batch, (TrainConfig, "max_length"): self.max_length,
-                     (TrainConfig, "evaluate_on_stop"): self.evaluate_on_stop}
+                     (TrainConfig, "evaluate_on_stop"): self.evaluate_on_stop, (LaunchConfig, "processes"): self.processes}
         self.advanced = self._advanced_section()
         self.typed = [f for f in self.form.values() if isinstance(f, TypedField)]
 
@@ -146,7 +157,8 @@ class TrainPanel(Panel):
         form = widgets.VBox([self.base, self.licence, self.model_check, self.method,
                              widgets.HBox([self.rank.widget, self.lr.widget]),
                              widgets.HBox([self.epochs.widget, self.max_steps.widget]), self.length_note,
-                             widgets.HBox([self.batch.widget, self.max_length.widget]), self.evaluate_on_stop,
+                             widgets.HBox([self.batch.widget, self.max_length.widget]),
+                             widgets.HBox([self.processes.widget, self.evaluate_on_stop]), self.launch_check,
                              self.advanced, self.spec_section])
         self.title = widgets.HTML()
         self.widget = widgets.VBox([
@@ -191,7 +203,7 @@ class TrainPanel(Panel):
         """Every other field of the model, adapter, quantization and training configs, each with its docstring
         as the tooltip: what a YAML file can set, the form can set."""
         starts = {ModelConfig: self.model_cfg, LoraConfig: self.lora_cfg, QuantConfig: self.quant_cfg,
-                  TrainConfig: self.train_cfg}
+                  TrainConfig: self.train_cfg, LaunchConfig: self.launch_cfg}
         sections = []
         for cls, start in starts.items():
             rows = []
@@ -244,7 +256,7 @@ class TrainPanel(Panel):
     def _good(self, cls: type, name: str):
         """The config of ``cls`` from the form's good values other than ``name`` (for a field's cross-checks)."""
         start = {TrainConfig: self.train_cfg, LoraConfig: self.lora_cfg, QuantConfig: self.quant_cfg,
-                 ModelConfig: self.model_cfg}[cls]
+                 ModelConfig: self.model_cfg, LaunchConfig: self.launch_cfg}[cls]
         values = {n: f.value for (owner, n), f in self.form.items()
                   if owner is cls and n != name and not getattr(f, "problem", "")}
         try:
@@ -256,6 +268,10 @@ class TrainPanel(Panel):
         """Check every typed field again (one may make another's value wrong or right); Start only when all hold."""
         for f in getattr(self, "typed", []):
             f.check(notify=False)
+        if hasattr(self, "launch_check"):
+            problem = self.launch_problem
+            self.launch_check.value = (f'<span style="color:#b00" role="alert">{html.escape(problem)}</span>'
+                                       if problem else "")
         if not self.running and hasattr(self, "start_btn"):
             self.start_btn.disabled = self.resume_btn.disabled = bool(self.problems)
         if hasattr(self, "spec_yaml"):
@@ -264,7 +280,20 @@ class TrainPanel(Panel):
     @property
     def problems(self) -> list[str]:
         """What is wrong with the form now (empty: Start can run)."""
-        return [p for p in [self.model_problem] + [f.problem for f in getattr(self, "typed", [])] if p]
+        return [p for p in [self.model_problem, self.launch_problem] + [f.problem for f in getattr(self, "typed", [])]
+                if p]
+
+    @property
+    def launch_problem(self) -> str:
+        """Why the form's settings cannot train on its number of processes ("" when they can)."""
+        if not hasattr(self, "typed") or any(f.problem for f in self.typed):
+            return ""
+        train, launch = self._good(TrainConfig, ""), self._good(LaunchConfig, "")
+        try:
+            per_device_batch(train.batch_size, train.grad_accum, launch.world_size)
+        except ValueError as e:
+            return str(e)
+        return ""
 
     def _model_changed(self, name: str) -> None:
         """Say what the base is and which task the data trains with it; refuse a pair that makes no sense."""
@@ -298,7 +327,7 @@ class TrainPanel(Panel):
         model = replace(model, name_or_path=self.base.value.strip())  # as the project folder names it
         return ExperimentConfig(name=self.spec_name.value.strip() or "experiment", data=self.data_cfg, model=model,
                                 methods=[model.method], lora=lora, quant=self.quant_config(),
-                                train=replace(train, output_dir=TrainConfig.output_dir))
+                                train=replace(train, output_dir=TrainConfig.output_dir), launch=self.launch_config())
 
     def spec_path(self) -> Path:
         return self.experiments_dir / f"{self.spec_name.value.strip()}.yaml"
@@ -360,6 +389,9 @@ class TrainPanel(Panel):
     def quant_config(self) -> QuantConfig:
         return replace(self.quant_cfg, **self.form_values(QuantConfig))
 
+    def launch_config(self) -> LaunchConfig:
+        return replace(self.launch_cfg, **self.form_values(LaunchConfig))
+
     @property
     def running(self) -> bool:
         return any(t.is_alive() for t in getattr(self, "_threads", []))
@@ -373,7 +405,11 @@ class TrainPanel(Panel):
             self.status.value = self.error_html(ConfigError("; ".join(self.problems)))
             return None
         model, train, lora = self.configs()
-        quant = self.quant_config()
+        quant, launch = self.quant_config(), self.launch_config()
+        run = self._run
+        if launch.world_size > 1:
+            def run(*args, **kw):
+                return self._launch_run(*args, launch=launch, **kw)
         self._evaluates_on_stop = bool(train.evaluate_on_stop and self.eval_ds is not None)
         if self._run_dirs is not None and not resume:
             self.output_dir = self._run_dirs()
@@ -392,8 +428,8 @@ class TrainPanel(Panel):
 
         def work():
             try:
-                self.result = self._run(self.train_ds, self.eval_ds, model, train, lora, quant,
-                                        stop=self.stop_event, on_log=self.on_log)
+                self.result = run(self.train_ds, self.eval_ds, model, train, lora, quant, stop=self.stop_event,
+                                  on_log=self.on_log)
                 r = self.result
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in headline_metrics(r.metrics, numbers=True).items())
                 when = " (evaluated when stopped)" if r.metrics.get("evaluated_at_stop") else ""
@@ -438,6 +474,10 @@ class TrainPanel(Panel):
         self.progress.value = min(step, self.progress.max)
         stopping = self.stop_event.is_set()
         phase = entry.get("phase")
+        if entry.get("launch"):  # a launch of several processes starting: what they are, before the model loads
+            self.status.value = (f"<i class='wb-phase'>Starting {html.escape(entry['launch'])}; loading the model…"
+                                 "</i>")
+            return
         if phase == "evaluating":
             done, of = int(entry.get("eval_step", 0)), int(entry.get("eval_steps") or 0)
             self.eval_progress.max = max(of, 1)
