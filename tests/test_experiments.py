@@ -215,6 +215,19 @@ def test_fields_outside_a_notebooks_form_reach_training(base, tmp_path):
     assert written["train"]["weight_decay"] == 0.123 and written["train"]["probe_c"] == 7.0
 
 
+def test_a_run_launched_on_two_processes_says_so_in_its_manifest(base, tmp_path):
+    """``-p launch.processes=2``: the fine-tuning notebook's training runs on two processes (workbench.launch)."""
+    cfg = apply_overrides(from_dict(ExperimentConfig, spec(base, notebooks=["03_finetune.ipynb"], train={
+        "max_steps": 2, "batch_size": 4, "max_length": 512, "logging_steps": 1})), ["launch.processes=2"])
+    record = run_experiment(cfg, tmp_path / "runs")
+    man = json.loads((record.run_dir / "manifest.json").read_text())
+    assert man["launch"] == {"world_size": 2, "processes": 2, "machines": 1, "backend": "ddp",
+                             "launcher": "torch.distributed.run", "trackers": []}
+    metrics = json.loads((record.run_dir / "train-lora" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["per_device_batch_size"] == 2 and metrics["global_step"] == 2
+    assert (record.run_dir / "train-lora" / "launch.log").exists()
+
+
 def test_a_pretrain_section_reads_a_table_whose_text_column_has_another_name(tmp_path):
     # A JSONL knowledge base whose text is in "article" (no column named like text): the pretrain section has
     # no columns key, so the error must name its own text_column, and with it set the step trains.

@@ -52,7 +52,7 @@ SECRET_KINDS = ("url_credentials", "private_key", "api_key", "password")
 #: What ``redact`` leaves where a secret was.
 REDACTED = ("***", "[CREDENTIALS]", "[PRIVATE_KEY]", "[API_KEY]", "[PASSWORD]")
 #: Config fields that may name a local file or folder (otherwise a hub id or a preset).
-PATH_FIELDS = ("data.source", "pretrain.source", "model.name_or_path")
+PATH_FIELDS = ("data.source", "pretrain.source", "model.name_or_path", "launch.config_file")
 PACKAGES = ("workbench", "torch", "transformers", "tokenizers", "datasets", "peft", "bitsandbytes", "accelerate",
             "pandas", "numpy", "scikit-learn", "sacrebleu", "papermill", "ipywidgets", "gguf")
 
@@ -205,6 +205,11 @@ def manifest(cfg: ExperimentConfig, run_dir: Path, argv: list[str] | None = None
         "packages": _versions(),
         "hardware": _hardware(),
         "seeds": {"data": cfg.data.seed, "train": cfg.train.seed, "compare": cfg.compare.seed},
+        # How training ran: in the notebook's process, or launched on world_size processes (workbench.launch).
+        "launch": {"world_size": cfg.launch.world_size, "processes": cfg.launch.processes,
+                   "machines": cfg.launch.machines, "backend": cfg.launch.backend,
+                   "launcher": "torch.distributed.run" if cfg.launch.world_size > 1 else "in-process",
+                   "trackers": list(cfg.train.report_to)},
         # A GGUF base: its file, sha256 and de-quantization (None for a folder or hub id).
         "model_source": manifest_entry(cfg.model.name_or_path),
         "cwd": str(Path.cwd()),
