@@ -65,8 +65,14 @@ def losses(run_dir) -> list[float]:
     return [e["loss"] for e in load_log(run_dir) if "loss" in e]
 
 
-def workers() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if "workbench.worker" in " ".join(p.cmdline())]
+def workers(launcher: bool = False) -> list[psutil.Process]:
+    """The processes of launches running on this machine (``launcher``: torchrun's too), whoever started them."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        line = " ".join(p.info["cmdline"] or [])
+        if "workbench.worker" in line and (launcher or "torch.distributed.run" not in line):
+            found.append(p)
+    return found
 
 
 def rank_of(proc: psutil.Process) -> int:
@@ -179,6 +185,45 @@ def test_stop_reaches_every_process(base, splits, tmp_path):
     assert result.status == "stopped" and 2 <= result.global_step < 400
     assert read_status(out)["status"] == "stopped" and not workers()
     assert (out / "model" / "model.safetensors").exists()
+
+
+WATCHER = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_launch import TICKETS, model, short
+from workbench.config import LaunchConfig
+from workbench.data import load_dataset
+from workbench.launch import launch_training
+from workbench.config import ModelConfig
+ds = load_dataset(TICKETS)
+launch_training(ds.with_frame(ds.frame.head(40)), None, ModelConfig(name_or_path={base!r}, task="causal-lm",
+                method="full"), short({out!r}, max_steps=400), launch=LaunchConfig(processes=2))
+"""
+
+
+def test_a_launch_whose_watcher_dies_stops_with_a_checkpoint(base, tmp_path):
+    """A dashboard kernel shut down with its tab takes the launching process with it: the processes it started
+    stop at the next step, save, say why in the status, and leave nothing behind."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "orphaned"
+    script = WATCHER.format(tests=str(ROOT / "tests"), base=str(base), out=str(out))
+    watcher = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    deadline = time.monotonic() + 240
+    while len(load_log(out)) < 2 and time.monotonic() < deadline and watcher.poll() is None:
+        time.sleep(0.1)
+    assert watcher.poll() is None and len(load_log(out)) >= 2
+    job = [Path(p.cmdline()[-1]).parent for p in workers()]
+    watcher.kill()
+    watcher.wait()
+    deadline = time.monotonic() + 60
+    while workers(launcher=True) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not workers(launcher=True), "the launched processes outlived the process watching them"
+    status = read_status(out)
+    assert status["status"] == "stopped" and "the process that launched it ended" in status["reason"]
+    assert (out / "model" / "model.safetensors").exists() and not any(p.exists() for p in job)
 
 
 def test_refusals_before_anything_starts(base, splits, tmp_path):

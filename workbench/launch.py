@@ -7,7 +7,8 @@ group: it writes the splits once, starts ``launch.processes`` processes of
 cell has touched CUDA; a subprocess always starts clean), and then
 
 - streams the main process's progress into ``on_log`` (the same bar and loss curve as one process),
-- passes a Stop on as a file every process looks for at each step; they agree on the step to stop at,
+- passes a Stop on as a file every process looks for at each step; they agree on the step to stop at
+  (and stop the same way, with a checkpoint, when this process is gone: a kernel shut down with its tab),
 - holds the run folder's lock for them (machine 0), and keeps their output in ``launch.log``,
 - on failure, marks the run failed with which rank ended and why (torchrun stops the others
   within a second of one dying), and refuses a port in use or an unreachable main machine
@@ -243,6 +244,9 @@ def launch_training(train: LoadedDataset, eval: LoadedDataset | None, model_cfg:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     args = backend_args(launch, model_cfg.method, quant_cfg)
+    if launch.backend == "fsdp" and train_cfg.head_learning_rate is not None:
+        raise ConfigError("train.head_learning_rate (a classification head's own learning rate) cannot be used with "
+                          "FSDP, which builds its own optimizer: leave it empty, or use launch.backend: ddp")
     device = check_processes(launch)
     port = check_port(launch)
     threads = train_cfg.num_threads or max(1, thread_count(0) // launch.processes)  # the free cores, shared
@@ -272,7 +276,8 @@ def _launch(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, launch, stop
         write_split(eval, tmp / "eval.jsonl")
     job = {"model": to_dict(model_cfg), "train": {**to_dict(train_cfg), "num_threads": threads},
            "lora": to_dict(lora_cfg), "quant": to_dict(quant_cfg), "train_data": str(tmp / "train.jsonl"),
-           "eval_data": str(tmp / "eval.jsonl") if eval is not None else None, "stop_file": str(tmp / "STOP")}
+           "eval_data": str(tmp / "eval.jsonl") if eval is not None else None, "stop_file": str(tmp / "STOP"),
+           "watcher": os.getpid()}
     atomic_write_json(tmp / "job.json", job)
     atomic_write_json(tmp / "backend.json", args)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(launch.machines),
@@ -286,9 +291,10 @@ def _launch(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, launch, stop
     run_dir.mkdir(parents=True, exist_ok=True)
     if on_log:
         on_log({"step": 0, "max_steps": 0, "phase": "loading", "time": time.time(), "progress": True,
-                "launch": f"{world} processes ({launch.processes} x {launch.machines} machines, {launch.backend}, "
-                          f"{device}): per-process batch {batch[0]} x accumulation {batch[1]} x {world} = global "
-                          f"batch {train_cfg.batch_size * train_cfg.grad_accum}"})
+                "launch": f"{_count(world, 'process', 'processes')} ({launch.processes} x "
+                          f"{_count(launch.machines, 'machine', 'machines')}, {launch.backend}, {device}): per-process "
+                          f"batch {batch[0]} x accumulation {batch[1]} x {world} = global batch "
+                          f"{train_cfg.batch_size * train_cfg.grad_accum}"})
     log_file = open(run_dir / "launch.log" if main_machine else tmp / "launch.log", "a")
     tail: collections.deque[str] = collections.deque(maxlen=400)
     found: dict = {}
@@ -296,6 +302,12 @@ def _launch(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, launch, stop
                             start_new_session=True, bufsize=1)
 
     def read():
+        try:
+            _read()
+        finally:
+            log_file.close()
+
+    def _read():
         for line in proc.stdout:
             if line.startswith(EVENT):
                 if (event := _emit_event(line, EVENT)) is not None and on_log:
@@ -328,8 +340,7 @@ def _launch(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, launch, stop
             write_status(run_dir, STOPPED, STOPPED_BY_USER, time=time.time())
         raise
     finally:
-        reader.join(timeout=10)
-        log_file.close()
+        reader.join(timeout=10)  # the output ends with the processes; the reader closes launch.log
     result, error = found.get(RESULT.strip()), found.get(ERROR.strip())
     if proc.returncode == 0 and result:
         return TrainResult(Path(result["run_dir"]), Path(result["model_dir"]) if result["model_dir"] else None,
@@ -358,11 +369,15 @@ def _end(proc: subprocess.Popen) -> None:
             continue
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def global_batch_note(train_cfg: TrainConfig, launch: LaunchConfig) -> str:
     """How the spec's global batch is made on this launch, in words (printed before a launch starts)."""
     batch, accum = per_device_batch(train_cfg.batch_size, train_cfg.grad_accum, launch.world_size)
     return (f"global batch {train_cfg.batch_size * train_cfg.grad_accum} = per-process batch {batch} x "
-            f"accumulation {accum} x {launch.world_size} process{'es' if launch.world_size > 1 else ''}")
+            f"accumulation {accum} x {_count(launch.world_size, 'process', 'processes')}")
 
 
 __all__ = ["LaunchError", "backend_args", "failure_reason", "global_batch_note", "launch_training", "read_split",

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import distributed
 from .config import LoraConfig, ModelConfig, QuantConfig
 from .devices import bnb_config, resolve_device
 from .files import atomic_write_json
@@ -91,10 +92,14 @@ def load_model(cfg: ModelConfig, quant: QuantConfig = QuantConfig(), lora: LoraC
     quiet_loading()
     task, method = get_task(cfg.task), get_method(cfg.method)
     device = resolve_device(cfg.device)
+    # One process of a launch per GPU: this one's (its local rank), named, wherever the model is placed.
+    place = f"cuda:{distributed.local_rank()}" if device == "cuda" and distributed.world_size() > 1 else device
     path = resolve_path(cfg.name_or_path)
     try:  # a name that loads nothing says so in one line, with the presets, not a hub traceback
         tok = tokenizer or load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
         common = {"trust_remote_code": cfg.trust_remote_code, **method.load_kwargs(quant, device)}
+        if "device_map" in common:
+            common["device_map"] = {"": place}
         model, kind = task.load(path, labels, common, cfg, tok, label_smoothing)
     except (OSError, ModelNotFoundError) as e:
         raise model_not_found(cfg.name_or_path, e, presets=LICENCES) from None
@@ -103,7 +108,7 @@ def load_model(cfg: ModelConfig, quant: QuantConfig = QuantConfig(), lora: LoraC
     else:
         model = method.prepare(model, kind, lora, cfg.gradient_checkpointing)
     if not method.quantized:  # a quantized base was placed on its device as it loaded
-        model = model.to(device)
+        model = model.to(place)
     return Loaded(model, tok, device, kind, cfg.name_or_path)
 
 
@@ -117,8 +122,12 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 # --------------------------------------------------------------------------- saving, merging
 
 
-def save_trained(loaded: Loaded, out_dir: str | Path, method: str, labels: list[str] | None = None) -> Path:
-    """Save the adapter or the whole model (safetensors) with its tokenizer and label map."""
+def save_trained(loaded: Loaded, out_dir: str | Path, method: str, labels: list[str] | None = None,
+                 state_dict: dict | None = None) -> Path:
+    """Save the adapter or the whole model (safetensors) with its tokenizer and label map.
+
+    ``state_dict``: the whole model's weights gathered from the processes that hold its shards (FSDP,
+    DeepSpeed ZeRO-3), saved instead of the module's own (which hold one shard each)."""
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -126,7 +135,8 @@ def save_trained(loaded: Loaded, out_dir: str | Path, method: str, labels: list[
     if isinstance(loaded.model, PooledClassifier):
         loaded.model.save_pretrained(tmp, loaded.base, method, labels or [])
     else:
-        loaded.model.save_pretrained(tmp)  # a PeftModel writes the adapter only
+        # A PeftModel writes the adapter only (taken from state_dict when one is given).
+        loaded.model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
     loaded.tokenizer.save_pretrained(tmp)
     if labels:
         atomic_write_json(tmp / LABELS_FILE, {"labels": labels, "label2id": {n: i for i, n in enumerate(labels)}})

@@ -278,6 +278,13 @@ def _callbacks(run_dir: Path, device: str, stop: threading.Event | None, on_log:
             self.stopped = False
             self.eval_step, self.eval_steps = 0, 0  # batches of the evaluation in progress, of how many
 
+        def on_train_begin(self, args, state, control, **kw):
+            # The peak memory of training, not of loading (FSDP loads the whole model before sharding it).
+            if device == "cuda":
+                import torch
+
+                torch.cuda.reset_peak_memory_stats()
+
         def on_prediction_step(self, args, state, control, **kw):
             self.eval_step += 1
             if on_log:
@@ -691,15 +698,18 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
         if stopped:
             metrics["evaluated_at_stop"] = True
     status = STOPPED if stopped else SUCCEEDED
+    # Sharded weights (FSDP, DeepSpeed) are gathered by every process; the main one saves them.
+    sharded = world > 1 and os.environ.get("WORKBENCH_BACKEND") in ("fsdp", "deepspeed")
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
     if not main:  # the main process saves the model, the metrics and the status
         distributed.barrier()
         return TrainResult(run_dir, run_dir / "model", metrics, status, state.global_step, state.max_steps)
     if on_log:
         on_log({"step": state.global_step, "max_steps": state.max_steps, "phase": "saving", "time": time.time(),
                 "progress": True})
-    model_dir = save_trained(loaded, run_dir / "model", model_cfg.method, labels)
+    model_dir = save_trained(loaded, run_dir / "model", model_cfg.method, labels, state_dict=state_dict)
     atomic_write_json(run_dir / "metrics.json", metrics)
-    write_status(run_dir, status, "stopped on request" if stopped else "",
+    write_status(run_dir, status, (getattr(stop, "reason", "") or "stopped on request") if stopped else "",
                  global_step=state.global_step, max_steps=state.max_steps)
     distributed.barrier()
     return TrainResult(run_dir, model_dir, metrics, status, state.global_step, state.max_steps)

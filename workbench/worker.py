@@ -8,9 +8,14 @@ one JSON line each for the launching process; a Stop is a file the job names.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+import torch.distributed as dist
 
 from . import distributed
 from .config import LoraConfig, ModelConfig, QuantConfig, TrainConfig, from_dict
@@ -20,25 +25,58 @@ from .train import FolderRefused, TrainingError, run_training
 
 @dataclass(frozen=True)
 class StopFile:
-    """A stop request as a file: set once the launching process writes it."""
+    """A stop request: set once the launching process writes the file, or once that process is gone (a notebook
+    kernel shut down with its tab): the run then stops at the next step with a checkpoint, as on Stop."""
 
     path: Path
+    watcher: int = 0
 
     def is_set(self) -> bool:
-        return self.path.exists()
+        return self.path.exists() or self.orphaned
+
+    @property
+    def orphaned(self) -> bool:
+        """Whether the process that launched this one (and watches it) is gone."""
+        return self.watcher > 0 and not _alive(self.watcher)
+
+    @property
+    def reason(self) -> str:
+        """Why the run stopped, for its status."""
+        return ("stopped: the process that launched it ended (a notebook kernel shut down?); resume by training "
+                "again into the same folder" if self.orphaned and not self.path.exists() else "stopped on request")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _say(prefix: str, payload: dict) -> None:
-    if distributed.is_main():
+    if not distributed.is_main():
+        return
+    try:
         print(prefix + json.dumps(payload, default=str), flush=True)
+    except (BrokenPipeError, ValueError):  # the launching process is gone: train on, stop at the next step
+        _quiet()
+
+
+def _quiet() -> None:
+    """Send what this process prints to nowhere (its reader is gone; a write would end training)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", closefd=False)
 
 
 def join_group() -> None:
     """Create the process group now (gloo on the CPU, NCCL on GPUs), each process on its own GPU; the Trainer's
     accelerate finds it made."""
-    import torch
-    import torch.distributed as dist
-
     if torch.cuda.is_available():
         torch.cuda.set_device(distributed.local_rank())
     if distributed.world_size() > 1 and not dist.is_initialized():
@@ -46,27 +84,34 @@ def join_group() -> None:
 
 
 def main(argv: list[str]) -> int:
-    job = json.loads(Path(argv[0]).read_text())
+    job_file = Path(argv[0])
+    job = json.loads(job_file.read_text())
     join_group()
+    stop = StopFile(Path(job["stop_file"]), int(job.get("watcher") or 0))
     train = read_split(Path(job["train_data"]))
     eval = read_split(Path(job["eval_data"])) if job["eval_data"] else None
     try:
         result = run_training(train, eval, from_dict(ModelConfig, job["model"]), from_dict(TrainConfig, job["train"]),
                               from_dict(LoraConfig, job["lora"]), from_dict(QuantConfig, job["quant"]),
-                              stop=StopFile(Path(job["stop_file"])), on_log=lambda e: _say(EVENT, e))
+                              stop=stop, on_log=lambda e: _say(EVENT, e))
     except FolderRefused as e:
         _say(ERROR, {"kind": "refused", "message": str(e)})
         return 3
     except TrainingError as e:
         _say(ERROR, {"kind": "training", "message": str(e)})
         return 1
+    except Exception as e:  # a bug, not a bad input: one line for the caller, the traceback for launch.log
+        first = str(e).splitlines()[0] if str(e) else ""
+        _say(ERROR, {"kind": "crash", "message": f"rank 0 failed: {type(e).__name__}: {first} (the traceback is in "
+                                                 "launch.log in the run folder)"})
+        raise
     _say(RESULT, {"run_dir": str(result.run_dir), "model_dir": str(result.model_dir) if result.model_dir else None,
                   "metrics": result.metrics, "status": result.status, "global_step": result.global_step,
                   "max_steps": result.max_steps})
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.destroy_process_group()
+    if stop.orphaned and distributed.is_main():  # nobody is left to remove the job's folder (splits, settings)
+        shutil.rmtree(job_file.parent, ignore_errors=True)
     return 0
 
 
