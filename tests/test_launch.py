@@ -28,8 +28,8 @@ from workbench import distributed
 from workbench.cli import main
 from workbench.config import ConfigError, LaunchConfig, ModelConfig, QuantConfig, TrainConfig
 from workbench.data import load_dataset, split_dataset
-from workbench.launch import (LaunchError, backend_args, check_port, failure_reason, launch_training, read_split,
-                              write_split)
+from workbench.launch import (LaunchError, backend_args, check_port, failure_reason, free_port, launch_training,
+                              read_split, write_split)
 from workbench.run_status import read_status
 from workbench.train import load_log, run_training
 
@@ -170,6 +170,33 @@ def test_a_killed_rank_fails_the_run_naming_it_and_it_resumes_to_the_same_result
         "checkpoint-2", "checkpoint-4")
     assert losses(out) == pytest.approx(losses(reference.run_dir), rel=1e-4)
     assert_same_weights(out / "model", reference.model_dir)
+
+
+def test_two_machines_each_run_the_same_call_and_machine_0_writes_the_run(base, splits, one_and_two, tmp_path):
+    """Two "machines" on this one (machine_rank 0 and 1, one process each, the same port): one run of world size 2,
+    the same curve as one process; the other machine's call returns its own result and writes nothing."""
+    one = one_and_two[0]
+    port = free_port()
+    out, results = tmp_path / "two-machines", {}
+
+    def machine(rank):
+        launch = LaunchConfig(processes=1, machines=2, machine_rank=rank, main_process_port=port, connect_timeout=120)
+        try:
+            results[rank] = launch_training(splits["train"], splits["validation"], model(base), short(out),
+                                            launch=launch)
+        except Exception as e:  # noqa: BLE001 - asserted below
+            results[rank] = e
+
+    threads = [threading.Thread(target=machine, args=(r,)) for r in (1, 0)]  # machine 1 first: it waits for 0
+    for t in threads:
+        t.start()
+        time.sleep(1)
+    for t in threads:
+        t.join(timeout=300)
+    assert all(r.status == "succeeded" for r in results.values()), results
+    assert results[0].metrics["world_size"] == 2 and results[0].global_step == results[1].global_step == 6
+    assert losses(out) == pytest.approx(losses(one.run_dir), rel=1e-4)
+    assert [e["step"] for e in load_log(out) if "loss" in e] == [1, 2, 3, 4, 5, 6]
 
 
 def test_stop_reaches_every_process(base, splits, tmp_path):

@@ -1,8 +1,9 @@
 """One process of a launch (``workbench.launch``): ``python -m workbench.worker JOB.json`` under torchrun.
 
 It joins the process group, reads the splits and settings the launching process wrote, and
-trains with ``workbench.train.run_training``. Rank 0 prints its progress, result or error as
-one JSON line each for the launching process; a Stop is a file the job names.
+trains with ``workbench.train.run_training``. Rank 0 prints its progress, and the first process
+of each machine its result or error, as one JSON line each for the launching process on its
+machine; a Stop is a file the job names.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def _alive(pid: int) -> bool:
 
 
 def _say(prefix: str, payload: dict) -> None:
-    if not distributed.is_main():
+    """One line for the launching process on this machine, from the first process on it (only rank 0 has
+    progress to tell; the first process of every machine tells its result or error)."""
+    if distributed.local_rank() != 0:
         return
     try:
         print(prefix + json.dumps(payload, default=str), flush=True)
