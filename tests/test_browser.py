@@ -88,6 +88,14 @@ BAD_INPUTS = [("max-steps", "0", "max_steps must be -1 (train for the epochs) or
               ("max-length", "1", "max_length must be at least 8, got 1")]
 
 
+def _load_tickets(page) -> None:
+    """Type the shipped tickets' project path into the dashboard's source box, press Enter, wait for the splits."""
+    page.fill(".wb-source input", "datasets/it_support/tickets.jsonl")
+    page.press(".wb-source input", "Enter")
+    page.wait_for_function("() => document.querySelector('.wb-dashboard-status').innerText.includes('held out')",
+                           timeout=60_000)
+
+
 def _field(page, name: str):
     return page.locator(f".wb-field-{name} input").first
 
@@ -110,10 +118,7 @@ def test_a_new_user_s_whole_path_in_the_dashboard(tmp_path):
     shots.mkdir(parents=True, exist_ok=True)
     try:
         with voila_page(notebook, ".wb-dashboard", width=1280, height=800) as page:
-            page.fill(".wb-source input", "datasets/it_support/tickets.jsonl")
-            page.press(".wb-source input", "Enter")
-            page.wait_for_function("() => document.querySelector('.wb-dashboard-status').innerText.includes("
-                                   "'held out')", timeout=60_000)
+            _load_tickets(page)
             status = page.locator(".wb-dashboard-status").inner_text()
             assert "335 rows" in status and "34 rows are held out" in status
             # The Tokens tab reads the tokenizer of the model the Train tab starts with (SmolLM2 here: converted
@@ -250,10 +255,7 @@ def test_a_two_process_run_from_the_dashboard_shows_one_progress_bar_and_stop_en
                                   {"source": "", "runs_root": str(runs)})
     try:
         with voila_page(notebook, ".wb-dashboard", width=1280, height=800) as page:
-            page.fill(".wb-source input", "datasets/it_support/tickets.jsonl")
-            page.press(".wb-source input", "Enter")
-            page.wait_for_function("() => document.querySelector('.wb-dashboard-status').innerText.includes("
-                                   "'held out')", timeout=60_000)
+            _load_tickets(page)
             _tab(page, "Train")
             page.fill(".wb-model input", str(base))
             page.wait_for_function("() => document.querySelector('.wb-model-check').innerText.includes("

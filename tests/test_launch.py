@@ -23,15 +23,14 @@ import psutil
 import pytest
 from safetensors.torch import load_file
 
-from tiny import tiny_base
+from tiny import full_model, quick_train, ticket_splits, tiny_base
 from workbench import distributed
 from workbench.cli import main
-from workbench.config import ConfigError, LaunchConfig, ModelConfig, QuantConfig, TrainConfig
-from workbench.data import load_dataset, split_dataset
-from workbench.launch import (LaunchError, backend_args, check_port, failure_reason, free_port, launch_training,
-                              read_split, write_split)
+from workbench.config import ConfigError, LaunchConfig, QuantConfig, TrainConfig
+from workbench.launch import (LaunchError, _failure, backend_args, check_port, failure_reason, free_port,
+                              launch_training, read_split, write_split)
 from workbench.run_status import read_status
-from workbench.train import load_log, run_training
+from workbench.train import FolderRefused, TrainingError, load_log, run_training
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKETS = ROOT / "datasets" / "it_support" / "tickets.jsonl"
@@ -47,18 +46,14 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def splits():
-    ds = load_dataset(TICKETS)
-    return split_dataset(ds.with_frame(ds.frame.groupby("category").head(8)), test=0, validation=0.2,
-                         stratify="category")
+    return ticket_splits()
 
 
-def model(base) -> ModelConfig:
-    return ModelConfig(name_or_path=str(base), task="causal-lm", method="full")
+model = full_model
 
 
 def short(out, **kw) -> TrainConfig:
-    return TrainConfig(**{"output_dir": str(out), "max_steps": 6, "save_steps": 2, "learning_rate": 3e-3,
-                          "batch_size": 8, "max_length": 384, "logging_steps": 1, "num_threads": 1, **kw})
+    return quick_train(out, **{"max_steps": 6, "max_length": 384, **kw})
 
 
 def losses(run_dir) -> list[float]:
@@ -318,7 +313,19 @@ Root Cause (first observed failure):
     assert "the other 3 processes" in failure_reason(summary, 4)
     assert failure_reason("rank      : 1 (local_rank: 1)\n  exitcode  : 2 (pid: 1)", 2).startswith(
         "rank 1 exited with code 2")
-    assert "launch.log" in failure_reason("killed", 2)
+    assert "launch log" in failure_reason("killed", 2)
+
+
+def test_the_launch_error_is_the_cause_not_a_peer_that_lost_its_connection(tmp_path):
+    killed = "Root Cause (first observed failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n  exitcode  : -9 (pid: 9)\n"
+    peer = {"kind": "crash", "rank": 0, "message": "rank 0 failed: DistBackendError: Connection closed by peer"}
+    error = _failure([peer], killed, 2, tmp_path)
+    assert str(error).startswith("rank 1 was killed by SIGKILL") and read_status(tmp_path)["status"] == "failed"
+    said = {"kind": "training", "rank": 1, "message": "out of GPU memory at batch_size=4 ..."}
+    error = _failure([peer, said], killed, 2, None)
+    assert isinstance(error, TrainingError) and str(error) == "rank 1: out of GPU memory at batch_size=4 ..."
+    assert isinstance(_failure([{"kind": "refused", "rank": 0, "message": "in use"}], "", 2, None), FolderRefused)
+    assert str(_failure([peer], "", 2, None)).startswith("rank 0 failed: DistBackendError")
 
 
 def test_splits_reach_the_processes_value_for_value(splits, tmp_path):

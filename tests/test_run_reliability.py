@@ -24,12 +24,12 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from tiny import tiny_base
+from tiny import full_model, quick_train, ticket_splits, tiny_base
 from workbench import notebook_runner as runner
 from workbench import run_status
 from workbench.cli import main, train_folder
-from workbench.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, from_dict
-from workbench.data import DatasetError, Problem, load_dataset, split_dataset
+from workbench.config import DataConfig, ExperimentConfig, TrainConfig, from_dict
+from workbench.data import DatasetError, Problem
 from workbench.panels.runs import RunsPanel
 from workbench.pipeline import finetune
 from workbench.run_folders import RunFailed
@@ -49,19 +49,10 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def splits():
-    ds = load_dataset(TICKETS)
-    short = ds.frame[ds.frame.prompt.str.len() < 160]
-    return split_dataset(ds.with_frame(short.groupby("category").head(8)), test=0, validation=0.2,
-                         stratify="category")
+    return ticket_splits(longest_prompt=160)
 
 
-def model(base) -> ModelConfig:
-    return ModelConfig(name_or_path=str(base), task="causal-lm", method="full")
-
-
-def short(out, **kw) -> TrainConfig:
-    return TrainConfig(**{"output_dir": str(out), "max_steps": 4, "save_steps": 2, "learning_rate": 3e-3,
-                          "batch_size": 8, "max_length": 128, "logging_steps": 1, "num_threads": 1, **kw})
+model, short = full_model, quick_train
 
 
 def dead_pid() -> int:

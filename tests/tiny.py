@@ -46,3 +46,29 @@ def tiny_base(out_dir, vocab_size: int = 600, seed: int = 0):
     cfg = presets.tiny_llama(len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                              pad_token_id=tok.pad_token_id)
     return presets.save_base_model(cfg, tok, out_dir, seed=seed)
+
+
+def full_model(base):
+    """A full fine-tune of the causal LM in ``base`` (a ``ModelConfig``)."""
+    from workbench.config import ModelConfig
+
+    return ModelConfig(name_or_path=str(base), task="causal-lm", method="full")
+
+
+def quick_train(out, **changes):
+    """A few logged, checkpointed steps into ``out`` on one thread (a ``TrainConfig``); ``changes`` override."""
+    from workbench.config import TrainConfig
+
+    return TrainConfig(**{"output_dir": str(out), "max_steps": 4, "save_steps": 2, "learning_rate": 3e-3,
+                          "batch_size": 8, "max_length": 128, "logging_steps": 1, "num_threads": 1, **changes})
+
+
+def ticket_splits(longest_prompt: int | None = None):
+    """Eight help-desk tickets per category (prompts under ``longest_prompt`` characters when given), a fifth of
+    them held out for validation, stratified by category."""
+    from workbench.data import load_dataset, split_dataset
+
+    ds = load_dataset(ROOT / "datasets" / "it_support" / "tickets.jsonl")
+    frame = ds.frame if longest_prompt is None else ds.frame[ds.frame.prompt.str.len() < longest_prompt]
+    return split_dataset(ds.with_frame(frame.groupby("category").head(8)), test=0, validation=0.2,
+                         stratify="category")

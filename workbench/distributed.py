@@ -32,6 +32,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def sharded() -> bool:
+    """Whether this process is one of a launch whose backend shards the model (FSDP, DeepSpeed)."""
+    return world_size() > 1 and os.environ.get("WORKBENCH_BACKEND") in ("fsdp", "deepspeed")
+
+
 def _group():
     """``torch.distributed`` when a process group of more than one process is up, else None."""
     if world_size() < 2:

@@ -77,15 +77,26 @@ class PooledClassifier(nn.Module):
             loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def save_pretrained(self, out_dir: str | Path, base: str, method: str, labels: list[str]) -> None:
-        """Encoder (or its adapter), head weights and a description, as safetensors and JSON."""
+    def save_pretrained(self, out_dir: str | Path, base: str, method: str, labels: list[str],
+                        state_dict: dict | None = None) -> None:
+        """Encoder (or its adapter), head weights and a description, as safetensors and JSON.
+
+        ``state_dict``: the whole classifier's weights gathered from the processes holding its shards (FSDP,
+        DeepSpeed ZeRO-3), saved instead of the modules' own."""
         from safetensors.torch import save_file
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        parts = {"encoder": {}, "head": {}}
+        for key, value in (state_dict or {}).items():
+            part, _, name = key.partition(".")
+            if part in parts:
+                parts[part][name] = value
         # A peft-wrapped encoder saves its adapter only; the base is reloaded from ``base``.
-        self.encoder.save_pretrained(out / ("adapter" if hasattr(self.encoder, "peft_config") else "encoder"))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE))
+        self.encoder.save_pretrained(out / ("adapter" if hasattr(self.encoder, "peft_config") else "encoder"),
+                                     **({"state_dict": parts["encoder"]} if state_dict is not None else {}))
+        head = parts["head"] if state_dict is not None else self.head.state_dict()
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(out / HEAD_FILE))
         atomic_write_json(out / CLASSIFIER_FILE, {"base": base, "method": method, "pooling": self.pooling,
                                                   "normalize": self.normalize, "num_labels": self.num_labels,
                                                   "labels": labels})

@@ -11,8 +11,8 @@ cell has touched CUDA; a subprocess always starts clean), and then
   (and stop the same way, with a checkpoint, when this process is gone: a kernel shut down with its tab),
 - holds the run folder's lock for them (machine 0), and keeps their output in ``launch.log``,
 - on failure, marks the run failed with which rank ended and why (torchrun stops the others
-  within a second of one dying), and refuses a port in use or an unreachable main machine
-  with a message instead of a hang.
+  within a second or two of one dying; a process's own error, from any rank, is kept), and
+  refuses a port in use or an unreachable main machine with a message instead of a hang.
 
 Only rank 0 writes the run folder's logs, checkpoints' markers, metrics and status
 (``workbench.distributed``); the global batch is the spec's (``distributed.per_device_batch``).
@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import psutil
 import yaml
 
 from .config import ConfigError, LaunchConfig, LoraConfig, ModelConfig, QuantConfig, TrainConfig, to_dict
@@ -45,7 +46,7 @@ from .errors import TrainingError
 from .files import atomic_write_json, atomic_write_text
 from .methods import get_method
 from .run_status import FAILED, STOPPED, STOPPED_BY_USER, FolderBusy, FolderLock, write_status
-from .train import LOCK_HELD, FolderRefused, TrainResult
+from .train import LOCK_HELD, FolderRefused, TrainResult, check_trackers
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The shipped backend settings, one file per backend (``launch.config_file`` names another).
@@ -191,18 +192,30 @@ def read_split(path: Path) -> LoadedDataset:
 # --------------------------------------------------------------------------- watching the processes
 
 
-def failure_reason(output: str, world: int) -> str:
-    """Which rank ended and why, from torchrun's summary of the failures (the first observed one)."""
+def _failures(output: str) -> list[tuple[int, int]]:
+    """(rank, exit code) of each failure in torchrun's summary, the root cause first."""
     failures = []
-    for block in re.split(r"\n\s*\[\d+\]:\s*\n", output):
-        r, code = re.search(r"rank\s*:\s*(\d+)", block), re.search(r"exitcode\s*:\s*(-?\d+)", block)
-        if r and code:
-            failures.append((int(r.group(1)), int(code.group(1))))
+    root = output.rfind("Root Cause")
+    for part in (output[root:], output[:root]) if root >= 0 else (output,):
+        for block in re.split(r"\n\s*\[\d+\]:\s*\n", part):
+            r, code = re.search(r"rank\s*:\s*(\d+)", block), re.search(r"exitcode\s*:\s*(-?\d+)", block)
+            if r and code and (int(r.group(1)), int(code.group(1))) not in failures:
+                failures.append((int(r.group(1)), int(code.group(1))))
+    return failures
+
+
+def _killed(failures: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ranks a signal ended, other than the launcher's own SIGTERM to the survivors: the cause, when any."""
+    return [(r, c) for r, c in failures if c < 0 and c != -signal.SIGTERM]
+
+
+def failure_reason(output: str, world: int) -> str:
+    """Which rank ended and why, from torchrun's summary of the failures: a rank a signal killed, else the root
+    cause (the first observed failure)."""
+    failures = _failures(output)
     if not failures:
-        return "the launch ended without saying why (see launch.log in the run folder)"
-    # A rank killed by a signal other than the launcher's own SIGTERM is the cause; the others were stopped.
-    killed = [(r, c) for r, c in failures if c < 0 and c != -signal.SIGTERM]
-    rank, code = (killed or failures)[0]
+        return "the launch ended without saying why (see the launch log in the run folder)"
+    rank, code = (_killed(failures) or failures)[0]
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -247,6 +260,7 @@ def launch_training(train: LoadedDataset, eval: LoadedDataset | None, model_cfg:
     if launch.backend == "fsdp" and train_cfg.head_learning_rate is not None:
         raise ConfigError("train.head_learning_rate (a classification head's own learning rate) cannot be used with "
                           "FSDP, which builds its own optimizer: leave it empty, or use launch.backend: ddp")
+    check_trackers(train_cfg.report_to)  # here, not on rank 0 alone while the others wait for it
     device = check_processes(launch)
     port = check_port(launch)
     threads = train_cfg.num_threads or max(1, thread_count(0) // launch.processes)  # the free cores, shared
@@ -295,9 +309,11 @@ def _launch(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, launch, stop
                           f"{_count(launch.machines, 'machine', 'machines')}, {launch.backend}, {device}): per-process "
                           f"batch {batch[0]} x accumulation {batch[1]} x {world} = global batch "
                           f"{train_cfg.batch_size * train_cfg.grad_accum}"})
-    log_file = open(run_dir / "launch.log" if main_machine else tmp / "launch.log", "a")
+    # Each machine's launcher keeps its processes' output in the run folder, in a file of its own.
+    log_file = open(run_dir / ("launch.log" if main_machine else f"launch-machine-{launch.machine_rank}.log"), "a")
     tail: collections.deque[str] = collections.deque(maxlen=400)
     found: dict = {}
+    errors: list[dict] = []
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True, bufsize=1)
 
@@ -316,8 +332,12 @@ def _launch(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, launch, stop
                     except Exception as e:  # noqa: BLE001 - a view that fails must not stop the run
                         tail.append(f"on_log failed: {e}\n")
                 continue
-            if line.startswith((RESULT, ERROR)):
-                found[line.split(" ", 1)[0]] = _emit_event(line, line.split(" ", 1)[0] + " ")
+            if line.startswith(RESULT):
+                found["result"] = _emit_event(line, RESULT)
+                continue
+            if line.startswith(ERROR):
+                if (error := _emit_event(line, ERROR)) is not None:
+                    errors.append(error)
                 continue
             tail.append(line)
             log_file.write(line)
@@ -340,33 +360,59 @@ def _launch(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, launch, stop
             write_status(run_dir, STOPPED, STOPPED_BY_USER, time=time.time())
         raise
     finally:
-        reader.join(timeout=10)  # the output ends with the processes; the reader closes launch.log
-    result, error = found.get(RESULT.strip()), found.get(ERROR.strip())
+        reader.join(timeout=60)  # the output ends with the processes; the reader closes launch.log
+    result = found.get("result")
     if proc.returncode == 0 and result:
         return TrainResult(Path(result["run_dir"]), Path(result["model_dir"]) if result["model_dir"] else None,
                            result["metrics"], result["status"], result["global_step"], result["max_steps"])
-    if error and error.get("kind") == "refused":
-        raise FolderRefused(error["message"])
-    if error:
-        raise TrainingError(error["message"])
-    reason = failure_reason("".join(tail), world)
-    if main_machine:
+    raise _failure(errors, "".join(tail), world, run_dir if main_machine else None)
+
+
+def _failure(errors: list[dict], output: str, world: int, run_dir: Path | None) -> TrainingError:
+    """The error a failed launch ends in, the run marked failed (``run_dir``: on machine 0).
+
+    A refusal or a training error a process said is the reason (rank 0's words were written to the status by it);
+    else a rank a signal killed (its peers then fail on a closed connection: not the cause); else the first
+    process that said why it failed; else torchrun's root cause.
+    """
+    for kind, cls in (("refused", FolderRefused), ("training", TrainingError)):
+        said = [e for e in errors if e.get("kind") == kind]
+        if said:
+            first = min(said, key=lambda e: e.get("rank", 0))
+            message = first["message"] if not first.get("rank") else f"rank {first['rank']}: {first['message']}"
+            if run_dir is not None and first.get("rank") and kind == "training":
+                write_status(run_dir, FAILED, message, time=time.time())
+            return cls(message)
+    if not _killed(_failures(output)) and errors:
+        reason = errors[0]["message"]
+    else:
+        reason = failure_reason(output, world)
+    if run_dir is not None:
         write_status(run_dir, FAILED, reason, time=time.time())
-    raise TrainingError(reason)
+    return TrainingError(reason)
 
 
 def _end(proc: subprocess.Popen) -> None:
-    """End the launcher and every process it started (they share its session)."""
+    """End the launcher and every process it started (torchrun starts each in a session of its own, so they are
+    found by ancestry, not by process group)."""
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        for p in family:
+            try:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(family, timeout=10)
+        if not alive:
+            break
+        family = alive
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _count(n: int, one: str, many: str) -> str:

@@ -92,8 +92,12 @@ def load_model(cfg: ModelConfig, quant: QuantConfig = QuantConfig(), lora: LoraC
     quiet_loading()
     task, method = get_task(cfg.task), get_method(cfg.method)
     device = resolve_device(cfg.device)
-    # One process of a launch per GPU: this one's (its local rank), named, wherever the model is placed.
+    # One process of a launch per GPU: this one's (its local rank), named, wherever the model is placed. Under
+    # FSDP or DeepSpeed the whole model stays in CPU memory until the Trainer shards it onto the GPUs (only a
+    # 4-bit base, small, loads onto its GPU as it is quantized).
     place = f"cuda:{distributed.local_rank()}" if device == "cuda" and distributed.world_size() > 1 else device
+    if distributed.sharded() and not method.quantized:
+        place = "cpu"
     path = resolve_path(cfg.name_or_path)
     try:  # a name that loads nothing says so in one line, with the presets, not a hub traceback
         tok = tokenizer or load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
@@ -133,7 +137,7 @@ def save_trained(loaded: Loaded, out_dir: str | Path, method: str, labels: list[
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     if isinstance(loaded.model, PooledClassifier):
-        loaded.model.save_pretrained(tmp, loaded.base, method, labels or [])
+        loaded.model.save_pretrained(tmp, loaded.base, method, labels or [], state_dict=state_dict)
     else:
         # A PeftModel writes the adapter only (taken from state_dict when one is given).
         loaded.model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))

@@ -458,6 +458,17 @@ TRACKER_STORES = {"tensorboard": ("TENSORBOARD_LOGGING_DIR", "tensorboard"),
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "trackio": "trackio"}
 
 
+def check_trackers(report_to) -> None:
+    """Raises ``TrainingError`` when a tracker of ``report_to`` is not installed (saying what to install)."""
+    import importlib.util
+
+    missing = [t for t in report_to if importlib.util.find_spec(TRACKER_PACKAGES[t]) is None]
+    if missing:
+        raise TrainingError(f"train.report_to names {', '.join(missing)}, which is not installed: pip install "
+                            f"{' '.join(TRACKER_PACKAGES[t] for t in missing)} (or pip install -e '.[trackers]' for "
+                            "TensorBoard), or remove it from train.report_to")
+
+
 @contextlib.contextmanager
 def tracker_env(report_to, run_dir: Path):
     """Point each tracker of ``report_to`` at a store in the run folder while training, unless its own
@@ -466,13 +477,7 @@ def tracker_env(report_to, run_dir: Path):
     Raises:
         TrainingError: a tracker's package is not installed (the message says what to install).
     """
-    import importlib.util
-
-    missing = [t for t in report_to if importlib.util.find_spec(TRACKER_PACKAGES[t]) is None]
-    if missing:
-        raise TrainingError(f"train.report_to names {', '.join(missing)}, which is not installed: pip install "
-                            f"{' '.join(TRACKER_PACKAGES[t] for t in missing)} (or pip install -e '.[trackers]' for "
-                            "TensorBoard), or remove it from train.report_to")
+    check_trackers(report_to)
     saved = {}
     for name in report_to:
         var, folder = TRACKER_STORES[name]
@@ -501,19 +506,25 @@ def _backend_args(main: bool) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def _check_same_data(args, fingerprint: dict) -> None:
-    """Every process of a launch trains on the same splits: their fingerprints are compared before training.
+def _check_same_start(args, fingerprint: dict, resume_from: str | None) -> None:
+    """Every process of a launch trains on the same splits from the same checkpoint: compared before training.
 
     Raises:
-        TrainingError: some process made other splits (the message names the ranks).
+        TrainingError: some process made other splits, or sees another checkpoint to resume (the run folder is
+            not on storage all machines share); the message names the ranks.
     """
     args.device  # noqa: B018 - sets up the process group (accelerate) so the processes can compare
-    seen = distributed.gather(fingerprint["data"])
-    odd = [r for r, data in enumerate(seen) if data != seen[0]]
+    seen = distributed.gather((fingerprint["data"], Path(resume_from).name if resume_from else None))
+    odd = [r for r, (data, _) in enumerate(seen) if data != seen[0][0]]
     if odd:
         raise TrainingError(f"the processes of this launch made different data splits (ranks {odd} differ from "
                             "rank 0): the data changed while they loaded it, or it is read from different copies. "
                             "Give every machine the same files and start again.")
+    odd = [r for r, (_, ckpt) in enumerate(seen) if ckpt != seen[0][1]]
+    if odd:
+        raise TrainingError(f"ranks {odd} see another checkpoint to resume than rank 0 ({seen[0][1] or 'none'}): "
+                            "the run folder must be on storage every machine shares (NFS, a cluster file system) "
+                            "for a launch on several machines to checkpoint and resume")
 
 
 def _trainer_class():
@@ -656,9 +667,9 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             **backend_args,
         )
         if world > 1:
-            _check_same_data(args, fingerprint)
+            _check_same_start(args, fingerprint, resume_from)
         callback = _callbacks(run_dir, loaded.device, stop, on_log, resumed_step, fingerprint)
-        callback.eval_steps = math.ceil(len(eval_ds) / args.per_device_eval_batch_size) if has_eval else 0
+        callback.eval_steps = math.ceil(len(eval_ds) / (args.per_device_eval_batch_size * world)) if has_eval else 0
         callbacks = [callback]
         if train_cfg.early_stopping_patience and has_eval:
             callbacks.append(EarlyStoppingCallback(train_cfg.early_stopping_patience))
@@ -674,7 +685,9 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             del trainer
             if loaded.device == "cuda":
                 torch.cuda.empty_cache()
-            if not train_cfg.oom_retry or batch == 1:
+            # In a launch the other processes are in the middle of a step: this one ends (the launcher stops them)
+            # with the advice, rather than retrying alone.
+            if not train_cfg.oom_retry or batch == 1 or world > 1:
                 raise TrainingError(
                     f"out of GPU memory at batch_size={batch}, max_length={train_cfg.max_length}. Lower batch_size "
                     "(raise grad_accum to keep the effective batch), lower max_length, turn on "
@@ -699,8 +712,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
             metrics["evaluated_at_stop"] = True
     status = STOPPED if stopped else SUCCEEDED
     # Sharded weights (FSDP, DeepSpeed) are gathered by every process; the main one saves them.
-    sharded = world > 1 and os.environ.get("WORKBENCH_BACKEND") in ("fsdp", "deepspeed")
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if distributed.sharded() else None
     if not main:  # the main process saves the model, the metrics and the status
         distributed.barrier()
         return TrainResult(run_dir, run_dir / "model", metrics, status, state.global_step, state.max_steps)

@@ -8,6 +8,7 @@ machine; a Stop is a file the job names.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -57,13 +58,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _plain(value):
+    return value.item() if hasattr(value, "item") else str(value)
+
+
 def _say(prefix: str, payload: dict) -> None:
-    """One line for the launching process on this machine, from the first process on it (only rank 0 has
-    progress to tell; the first process of every machine tells its result or error)."""
-    if distributed.local_rank() != 0:
+    """One line for the launching process on this machine: progress (rank 0 alone has some), the result (from the
+    first process of each machine), an error (from any process, with its rank)."""
+    if prefix != ERROR and distributed.local_rank() != 0:
         return
     try:
-        print(prefix + json.dumps(payload, default=str), flush=True)
+        print(prefix + json.dumps(payload, default=_plain), flush=True)
     except (BrokenPipeError, ValueError):  # the launching process is gone: train on, stop at the next step
         _quiet()
 
@@ -83,7 +88,12 @@ def join_group() -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(distributed.local_rank())
     if distributed.world_size() > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        # The backend file's ddp_timeout bounds every collective (accelerate keeps a group made before it);
+        # on GPUs a gloo backend beside NCCL serves what FSDP gathers on the CPU.
+        timeout = json.loads(Path(os.environ["WORKBENCH_BACKEND_ARGS"]).read_text()).get("ddp_timeout", 1800) \
+            if os.environ.get("WORKBENCH_BACKEND_ARGS") else 1800
+        dist.init_process_group(backend="cuda:nccl,cpu:gloo" if torch.cuda.is_available() else "gloo",
+                                timeout=datetime.timedelta(seconds=int(timeout)))
 
 
 def main(argv: list[str]) -> int:
@@ -98,15 +108,16 @@ def main(argv: list[str]) -> int:
                               from_dict(LoraConfig, job["lora"]), from_dict(QuantConfig, job["quant"]),
                               stop=stop, on_log=lambda e: _say(EVENT, e))
     except FolderRefused as e:
-        _say(ERROR, {"kind": "refused", "message": str(e)})
+        _say(ERROR, {"kind": "refused", "message": str(e), "rank": distributed.rank()})
         return 3
     except TrainingError as e:
-        _say(ERROR, {"kind": "training", "message": str(e)})
+        _say(ERROR, {"kind": "training", "message": str(e), "rank": distributed.rank()})
         return 1
-    except Exception as e:  # a bug, not a bad input: one line for the caller, the traceback for launch.log
+    except Exception as e:  # a bug, or a peer gone: one line for the caller, the traceback for launch.log
         first = str(e).splitlines()[0] if str(e) else ""
-        _say(ERROR, {"kind": "crash", "message": f"rank 0 failed: {type(e).__name__}: {first} (the traceback is in "
-                                                 "launch.log in the run folder)"})
+        _say(ERROR, {"kind": "crash", "rank": distributed.rank(),
+                     "message": f"rank {distributed.rank()} failed: {type(e).__name__}: {first} (the traceback is "
+                                "in the run folder's launch log)"})
         raise
     _say(RESULT, {"run_dir": str(result.run_dir), "model_dir": str(result.model_dir) if result.model_dir else None,
                   "metrics": result.metrics, "status": result.status, "global_step": result.global_step,
