@@ -246,6 +246,9 @@ def test_a_launch_whose_watcher_dies_stops_with_a_checkpoint(base, tmp_path):
     status = read_status(out)
     assert status["status"] == "stopped" and "the process that launched it ended" in status["reason"]
     assert (out / "model" / "model.safetensors").exists() and not any(p.exists() for p in job)
+    # Rank 0 took the folder's lock over from the dead launcher until it ended (then released it: the killed
+    # launcher's pid is no longer in it, so the next run takes the folder without a stale-lock warning).
+    assert (out / ".lock").read_text() == ""
 
 
 def test_refusals_before_anything_starts(base, splits, tmp_path):

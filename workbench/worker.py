@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,19 +22,42 @@ import torch.distributed as dist
 from . import distributed
 from .config import LoraConfig, ModelConfig, QuantConfig, TrainConfig, from_dict
 from .launch import ERROR, EVENT, RESULT, read_split
+from .run_status import FolderBusy, FolderLock
 from .train import FolderRefused, TrainingError, run_training
 
 
-@dataclass(frozen=True)
+@dataclass
 class StopFile:
     """A stop request: set once the launching process writes the file, or once that process is gone (a notebook
-    kernel shut down with its tab): the run then stops at the next step with a checkpoint, as on Stop."""
+    kernel shut down with its tab): the run then stops at the next step with a checkpoint, as on Stop, rank 0
+    holding the run folder's lock the launching process held until the end (no other run takes the folder
+    meanwhile)."""
 
     path: Path
     watcher: int = 0
+    folder: Path | None = None
+    _lock: FolderLock | None = field(default=None, init=False, repr=False)
 
     def is_set(self) -> bool:
-        return self.path.exists() or self.orphaned
+        if self.path.exists():
+            return True
+        if self.orphaned:
+            self._hold_folder()
+            return True
+        return False
+
+    def _hold_folder(self) -> None:
+        if self._lock is not None or self.folder is None or not distributed.is_main():
+            return
+        self._lock = FolderLock(self.folder, "training")
+        try:
+            self._lock.acquire()
+        except FolderBusy:  # another process was quicker: this run still stops at this step
+            pass
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     @property
     def orphaned(self) -> bool:
@@ -100,7 +123,14 @@ def main(argv: list[str]) -> int:
     job_file = Path(argv[0])
     job = json.loads(job_file.read_text())
     join_group()
-    stop = StopFile(Path(job["stop_file"]), int(job.get("watcher") or 0))
+    stop = StopFile(Path(job["stop_file"]), int(job.get("watcher") or 0), Path(job["train"]["output_dir"]))
+    try:
+        return _train(job_file, job, stop)
+    finally:
+        stop.release()
+
+
+def _train(job_file: Path, job: dict, stop: StopFile) -> int:
     train = read_split(Path(job["train_data"]))
     eval = read_split(Path(job["eval_data"])) if job["eval_data"] else None
     try:
