@@ -53,7 +53,7 @@ FOUND = [
     ("WhatsApp +91 90041 22873", "phone", "+91 90041 22873"),
     ("from abroad dial 0044 20 7946 0018", "phone", "0044 20 7946 0018"),
     # passwords: words between keyword and value, pairs, wifi, PINs, other languages
-    ("the temporary password for the HR laptop: Gr33n-Tea!", "password", "Gr33n-Tea"),
+    ("the temporary password for the HR laptop: Gr33n-Tea!", "password", "Gr33n-Tea!"),  # "!" may be the password's
     ("user / pass: backup / Qx7!mmr2", "password", "Qx7!mmr2"),
     ("The wifi password to the lobby network is Lobby2026#", "password", "Lobby2026#"),
     ("my PIN is 8302", "password", "8302"),
@@ -74,6 +74,13 @@ FOUND = [
     ("write to ana.lopez@correo\u3002es now", "email", "ana.lopez@correo\u3002es"),
     ("write to jörg@bäckerei-köln.de now", "email", "jörg@bäckerei-köln.de"),
     ("write to ana\uff20correo.es now", "email", "ana\uff20correo.es"),
+    # a second look: Mailgun keys in any case, "PIN code", run-together passphrases, "creds", a final "!"
+    ("MAILGUN_KEY=key-3ax6xnjp29jd6fds4gc373sgvjxteol0", "api_key", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"),
+    ("your PIN code 4821 arrives by post", "password", "4821"),
+    ("my password is correcthorsebatterystaple", "password", "correcthorsebatterystaple"),
+    ("creds are bob:P@ssw0rd99 for now", "password", "bob:P@ssw0rd99"),
+    ("user / pass: admin / hunter2!", "password", "hunter2!"),
+    ("pw: s3cr3t!!", "password", "s3cr3t!!"),
 ]
 
 NOT_FOUND = [
@@ -94,6 +101,10 @@ NOT_FOUND = [
     "MAC 00:1A:2B:3C:4D:5E and 12:30:45",
     "uuid 85649026-6aa4-4ec9-9cba-f9b6e6abfb95",
     "the card 4111 1111 1111 1112 failed Luhn",
+    "tracking 1Z 999 AA1 0123 4567 84 is on its way",   # the digits of a UPS code
+    "upgraded the server to 5.4.5.229 last night",      # "server" said, a version all the same
+    "my password is expired",
+    "the password is incorrect, please reset it",
 ]
 
 
@@ -314,3 +325,30 @@ def test_spacy_is_not_imported_by_the_default_scan():
             "print('spacy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("action", ["tags", "pseudonyms", "drop"])
+def test_a_found_value_is_redacted_wherever_else_it_appears(action):
+    """A number found by its context ("call ...") is redacted where it appears again without one, in any row."""
+    ds = load_dataset(pd.DataFrame({"text": ["call 2063428631 please", "id 2063428631 noted", "ask bob@x.org",
+                                             "BOB@X.ORG? no, bob@x.org again", "nothing here"], "label": ["a", "b"] * 2 + ["a"]}))
+    clean, report = redact_pii(ds, action=action, salt="s")
+    everything = "\n".join(clean.frame["text"])
+    assert "2063428631" not in everything and "bob@x.org" not in everything
+    assert report.counts == {"email": 3, "phone": 2} and report.rows == [0, 1, 2, 3]
+    assert len(clean) == (1 if action == "drop" else 5)
+    if action == "pseudonyms":
+        fake = pseudonym("phone", "2063428631", "s")
+        assert clean.frame["text"].tolist()[:2] == [f"call {fake} please", f"id {fake} noted"]
+
+
+def test_the_run_manifest_records_what_was_done_with_personal_data(tmp_path, monkeypatch):
+    from workbench.run_folders import manifest
+
+    monkeypatch.delenv("WORKBENCH_PII_SALT", raising=False)
+    cfg = ExperimentConfig(data=DataConfig(pii_action="pseudonyms", pii_region="DE", pii_min_confidence=0.7))
+    entry = manifest(cfg, tmp_path / "run", argv=["workbench", "run", "x.yaml"])["personal_data"]
+    assert entry == {"redact": True, "action": "pseudonyms", "kinds": list(pii.DEFAULT_KINDS), "region": "DE",
+                     "min_confidence": 0.7, "pseudonym_key": "this machine's key file"}
+    kept = manifest(ExperimentConfig(data=DataConfig(redact_pii=False)), tmp_path / "run", argv=[])["personal_data"]
+    assert kept["action"] == "kept (reported only)" and "person" not in kept["kinds"]

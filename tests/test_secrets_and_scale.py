@@ -267,3 +267,16 @@ def test_a_one_class_training_split_is_refused_before_training():
                       strict=False)
     with pytest.raises(TrainingError, match=r"every training example has the label spam.*at least two classes"):
         label_names(ds)
+
+
+def test_workbench_train_config_yaml_is_redacted_too(tmp_path):
+    """``run_training`` writes its own config.yaml (no experiment around it): a credential in a path is redacted."""
+    from tiny import full_model, quick_train, ticket_splits
+    from workbench.train import run_training
+
+    base = tiny_base(tmp_path / "password=hunter22" / "base")
+    out = tmp_path / "out"
+    run_training(ticket_splits(longest_prompt=160)["train"], None, full_model(base),
+                 quick_train(out, max_steps=1, save_steps=1))
+    text = (out / "config.yaml").read_text()
+    assert "hunter22" not in text and "password=***" in text

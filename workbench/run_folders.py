@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -35,22 +34,13 @@ from pathlib import Path
 
 from .config import ExperimentConfig, dump_yaml, to_dict
 from .data import DatasetError, Problem
-from .data.pii import redact_text
+from .data.pii import REDACTED, kinds_for
+from .data.pii import redact_secrets as redact
 from .files import atomic_write_json, atomic_write_text
 from . import run_status
 from .model_sources import manifest_entry
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Keys whose values are secrets: ``token``, ``hub_token``, ``api-key``, ``password``... (not ``max_new_tokens``).
-SECRET = re.compile(r"(?:^|[_-])(?:token|secret|password|passwd|pwd|api[_-]?key|access[_-]?key|auth|credentials?)$",
-                    re.I)
-#: ``password=x``, ``token: x``, ``api-key = x`` inside a string (a command line, a URL query, a source).
-SECRET_ASSIGNMENT = re.compile(r"(?<![A-Za-z0-9])((?:[A-Za-z0-9]+[_-])*(?:token|secret|password|passwd|pwd|api[_-]?key|access[_-]?key)\s*[=:]\s*)"
-                               r"(?!\*\*\*|\"\"|'')[^\s,;&]+", re.I)
-#: What the personal-data scanner finds that is a secret, not personal data.
-SECRET_KINDS = ("url_credentials", "private_key", "api_key", "password")
-#: What ``redact`` leaves where a secret was.
-REDACTED = ("***", "[CREDENTIALS]", "[PRIVATE_KEY]", "[API_KEY]", "[PASSWORD]")
 #: Config fields that may name a local file or folder (otherwise a hub id or a preset).
 PATH_FIELDS = ("data.source", "pretrain.source", "model.name_or_path", "launch.config_file")
 PACKAGES = ("workbench", "torch", "transformers", "tokenizers", "datasets", "peft", "bitsandbytes", "accelerate",
@@ -90,26 +80,6 @@ def new_run_dir(cfg: ExperimentConfig, runs_root: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- secrets and the manifest
-
-
-def redact(value, key: str = ""):
-    """``value`` with its secrets replaced, wherever they come from (a spec, ``-p``, the command line).
-
-    Values under secret-looking keys (token, password, api_key...) become ``***``; in strings, what the
-    personal-data scanner calls a secret (``SECRET_KINDS``: ``user:password@`` in URLs, private keys, API
-    key shapes, a value after ``password:``) becomes its tag, and ``password=x`` / ``token: x`` become
-    ``password=***`` / ``token: ***`` whatever the value looks like.
-    """
-    if isinstance(value, dict):
-        return {k: redact(v, k) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(v, key) for v in value]
-    if key and SECRET.search(key) and value not in (None, ""):
-        return "***"
-    if isinstance(value, str):
-        value = redact_text(value, kinds=SECRET_KINDS)[0]
-        return SECRET_ASSIGNMENT.sub(r"\1***", value)
-    return value
 
 
 def redacted_yaml(cfg: ExperimentConfig) -> str:
@@ -205,6 +175,12 @@ def manifest(cfg: ExperimentConfig, run_dir: Path, argv: list[str] | None = None
         "packages": _versions(),
         "hardware": _hardware(),
         "seeds": {"data": cfg.data.seed, "train": cfg.train.seed, "compare": cfg.compare.seed},
+        # What was done with personal data before training (the pseudonym key itself is never recorded).
+        "personal_data": {"redact": cfg.data.redact_pii, "action": cfg.data.pii_action if cfg.data.redact_pii else
+                          "kept (reported only)", "kinds": list(kinds_for(ner=cfg.data.pii_ner)),
+                          "region": cfg.data.pii_region, "min_confidence": cfg.data.pii_min_confidence,
+                          "pseudonym_key": ("WORKBENCH_PII_SALT" if os.environ.get("WORKBENCH_PII_SALT") else
+                                            "this machine's key file") if cfg.data.pii_action == "pseudonyms" else None},
         # How training ran: in the notebook's process, or launched on world_size processes (workbench.launch).
         "launch": {"world_size": cfg.launch.world_size, "processes": cfg.launch.processes,
                    "machines": cfg.launch.machines, "backend": cfg.launch.backend,

@@ -45,6 +45,7 @@ from typing import Callable
 from . import distributed, plots, presets
 from .config import LoraConfig, ModelConfig, QuantConfig, TokenConfig, TrainConfig, dump_yaml, to_dict
 from .data.dataset import LoadedDataset
+from .data.pii import redact_secrets
 from .devices import release_memory, thread_warning, use_threads
 from .errors import TrainingError
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -593,7 +594,7 @@ def _run(train, eval, model_cfg, train_cfg, lora_cfg, quant_cfg, run_dir, ckpt_d
     if main:
         write_status(run_dir, RUNNING)
         atomic_write_text(run_dir / "config.yaml", "".join(
-            f"{name}:\n" + "".join(f"  {line}\n" for line in dump_yaml(obj).splitlines())
+            f"{name}:\n" + "".join(f"  {line}\n" for line in dump_yaml(redact_secrets(to_dict(obj))).splitlines())
             for name, obj in (("model", model_cfg), ("lora", lora_cfg), ("quant", quant_cfg), ("train", train_cfg))))
         if labels:
             atomic_write_json(run_dir / "label_map.json", {"labels": labels})

@@ -117,6 +117,7 @@ _PHONE_WORDS = re.compile(
     r"(?i)(?:call|phone|tel|mobile|mob|cell|fax|ring|reach|sms|text\s+me|whatsapp|contact|number|num[eé]ro|nummer"
     r"|handy|telefon|t[eé]l[eé]fono|portable|cellulare|móvil|movil|desk|landline|hotline|dial)")
 _CARD_WORDS = re.compile(r"(?i)(?:card|visa|master|amex|maestro|discover|kreditkarte|karte|carte|tarjeta|carta|cc|pan)")
+_UPGRADE_WORDS = re.compile(r"(?i)\b(?:upgrad|updat|downgrad|patch|bump|releas|install|roll(?:ed)?\s+(?:out|back))\w*")
 _IP_WORDS = re.compile(r"(?i)\b(?:ip|host|server|address|addr|ping|client|gateway|dns|router|proxy|connect|ssh|subnet"
                        r"|allow|block|firewall|from|node|vpn|lan|wan|endpoint|source|origin)")
 
@@ -136,8 +137,16 @@ def _clause(text: str, start: int, breaks: re.Pattern = _SENTENCE_END, size: int
     return before[cuts[-1]:] if cuts else before
 
 
+_CODE_TOKENS = re.compile(r"(?:\b(?=[A-Z]*\d)[A-Z0-9]+[ \t]+)+$")  # "1Z 999 AA1 " of a tracking number
+
+
 def _negative_context(text: str, start: int) -> bool:
-    return bool(_NEGATIVE.search(_clause(text, start).rstrip(" :#.-\t")))
+    clause = _clause(text, start)
+    if _NEGATIVE.search(clause.rstrip(" :#.-\t")):
+        return True
+    codes = _CODE_TOKENS.search(clause)  # "tracking 1Z 999 AA1 0123 4567 84": the number goes on a code
+    return bool(codes and re.search(r"[A-Z]", codes.group(0))
+                and _NEGATIVE.search(clause[:codes.start()].rstrip(" :#.-\t")))
 
 
 # --------------------------------------------------------------------------- finders: (start, end, confidence)
@@ -170,7 +179,7 @@ _API_KEY = re.compile(
     r"(?<![\w-])(?:AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
     r"|sk[-_](?:live[-_]|test[-_]|proj[-_])?[A-Za-z0-9_-]{16,}|[pr]k_(?:live|test)_[A-Za-z0-9]{16,}"
     r"|AIza[0-9A-Za-z_-]{35}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
-    r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}|key-[0-9a-f]{32}|glpat-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36}"
+    r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}|key-[0-9A-Za-z]{32}|glpat-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36}"
     r"|hf_[A-Za-z0-9]{30,})(?![\w-])"
     r"|(?i:AccountKey|SharedAccessKey)=(?P<v>[A-Za-z0-9+/]{30,}={0,2})"
     r"|(?i:Authorization:\s*Bearer|Bearer)\s+(?P<b>[A-Za-z0-9._~+/-]{16,}=*)")
@@ -187,19 +196,19 @@ def _find_api_keys(text: str, original: str, region: str, skip: Skip) -> Found:
 
 
 _PW_KEYWORD = (r"(?:passwor[dt]|passwd|pwd|pw|pass(?:code|phrase|wort)?|kennwort|mot\s+de\s+passe|mdp|contrase[ñn]a"
-               r"|clave|wachtwoord|secret|token|api[ _-]?key|access[ _-]?key|credentials?|pin(?:\s*code)?|code\s+pin"
+               r"|clave|wachtwoord|secret|token|api[ _-]?key|access[ _-]?key|cred(?:ential)?s?|pin(?:\s*code)?|code\s+pin"
                r"|(?:wi-?fi|wlan)[ \t]+(?:code|key)|(?:code|cl[ée])[ \t]+(?:wi-?fi|wlan))")
 _PASSWORD = re.compile(
     r"(?i)\b(?P<k>" + _PW_KEYWORD + r")\b"
     r"(?P<w>(?:[ \t]+(?!(?:is|was|est|es|è|ist|lautet|=)\b)[^\s:=.!?;,/]{1,20}){0,6}?)"
     r"(?:[ \t]*(?:[:=](?!//)|(?:is(?:[ \t]+now)?|was|est|es|è|ist|lautet|are)\b)[ \t]*[:=]?|[ \t]*\([^)\n]{1,30}\)[ \t]*[:=]"
-    r"|(?<=pass)[ \t]+(?=\S*[\d\W])|(?<=pw)[ \t]+(?=\S*[\d\W])|(?<=pin)[ \t]+(?=\d))[ \t]*"
-    r"[\"'`]?(?P<v>[^\s\"'`,;]+?)[\"'`]?[.,;!?)]?(?=\s|$)")
+    r"|(?<=pass)[ \t]+(?=\S*[\d\W])|(?<=pw)[ \t]+(?=\S*[\d\W])|(?:(?<=pin)|(?<=pin code))[ \t]+(?=\d))[ \t]*"
+    r"[\"'`]?(?P<v>[^\s\"'`,;]+?)[\"'`]?[.,;)]?(?=\s|$)")
 _PAIR = re.compile(  # user / pass admin / S3cret!, credentials: admin/S3cret!, login admin pass S3cret!
     r"(?i)\b(?:user(?:name)?\s*/\s*pass(?:word)?|login\s*/\s*pass(?:word)?|credentials?)\s*[:=]?\s*"
-    r"[^\s/]{1,40}\s*/\s*(?P<v>[^\s\"'`,;]+?)[.,;!?)]?(?=\s|$)")
+    r"[^\s/]{1,40}\s*/\s*(?P<v>[^\s\"'`,;]+?)[.,;)]?(?=\s|$)")
 _NEW_ONE = re.compile(r"(?i)\b(?:temporary|new|initial|one-time|fresh|reset)\b[^\n:=.]{0,25}?(?:[:=]|\bis\b)[ \t]*"
-                      r"[\"'`]?(?P<v>[^\s\"'`,;]+?)[\"'`]?[.,;!?)]?(?=\s|$)")
+                      r"[\"'`]?(?P<v>[^\s\"'`,;]+?)[\"'`]?[.,;)]?(?=\s|$)")
 _PLACEHOLDER = re.compile(r"(?i)^(?:[*•·x#._-]+|\[.*\]?|<.*>?|\(.*\)?|\{.*\}?|redacted|hidden|masked|none|null|n/?a"
                           r"|changeme|password|secret|example|tbd|xxx+)$")
 
@@ -216,6 +225,8 @@ def _secret_score(value: str, pin_keyword: bool) -> float:
         return 0.9
     if len(core) >= 8 and any(c.isupper() for c in core[1:]) and any(c.islower() for c in core):
         return 0.7  # mixed case inside: LHzTNqcdCQEk
+    if len(core) >= 16 and core.isalpha():
+        return 0.6  # a passphrase run together: correcthorsebatterystaple (few words are 16 letters long)
     return 0.0  # a plain word: "expired", "blocked"
 
 
@@ -322,8 +333,9 @@ def _find_ips(text: str, original: str, region: str, skip: Skip) -> Found:
         if not _ip_ok(value):
             continue
         score = 0.9
-        if int(value.split(".")[0]) < 10 and not _IP_WORDS.search(_clause(text, m.start(), _ANY_BREAK, _BEFORE)):
-            score = 0.45  # 5.4.5.229: a version string as often as an address
+        clause = _clause(text, m.start(), _ANY_BREAK, _BEFORE)
+        if int(value.split(".")[0]) < 10 and (not _IP_WORDS.search(clause) or _UPGRADE_WORDS.search(clause)):
+            score = 0.45  # 5.4.5.229: a version string as often as an address ("upgraded the server to 5.4.5.229")
         if _negative_context(text, m.start()):
             score -= 0.5
         yield m.start(), m.end(), score
@@ -795,6 +807,40 @@ def scan_pii(ds: LoadedDataset, kinds: tuple[str, ...] | None = None, allow: tup
     return PiiReport(tuple(findings), len(ds), kinds, min_confidence, region)
 
 
+#: Found values shorter than this are not looked for again elsewhere (a 4-digit PIN is also a year or a count).
+_COPY_MIN_LENGTH = 6
+
+
+def _with_copies(ds: LoadedDataset, report: PiiReport) -> PiiReport:
+    """``report`` plus every other place where a value it found appears verbatim, even where the words around
+    it did not make it a finding ("call 2063428631" found; "id 2063428631 noted" in another row is the same
+    number): redaction must leave no copy of a found value anywhere in the dataset."""
+    texts = {(row, fld): text for row, fld, text in _iter_texts(ds)}
+    values: dict[str, PiiFinding] = {}
+    for f in report.findings:
+        value = texts[(f.row, f.field)][f.start:f.end]
+        if len(value) >= _COPY_MIN_LENGTH and (f.kind != "person" or " " in value.strip()):
+            values.setdefault(value, f)
+    if not values:
+        return report
+    pattern = re.compile("(?<![\\w])(?:" + "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+                         + ")(?![\\w])")
+    taken: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for f in report.findings:
+        taken.setdefault((f.row, f.field), []).append((f.start, f.end))
+    copies = []
+    for (row, fld), text in texts.items():
+        for m in pattern.finditer(text):
+            spans = taken.get((row, fld), [])
+            if not any(m.start() < e and s < m.end() for s, e in spans):
+                f = values[m.group(0)]
+                copies.append(PiiFinding(f.kind, row, fld, m.start(), m.end(), f.masked, f.confidence))
+    if not copies:
+        return report
+    findings = sorted(report.findings + tuple(copies), key=lambda f: (f.row, f.field, f.start))
+    return PiiReport(tuple(findings), report.rows_scanned, report.kinds, report.min_confidence, report.region)
+
+
 def redact_pii(ds: LoadedDataset, kinds: tuple[str, ...] | None = None, allow: tuple[str, ...] = (), *,
                action: str = "tags", region: str = "US", min_confidence: float = MIN_CONFIDENCE,
                salt: str | None = None, report: PiiReport | None = None) -> tuple[LoadedDataset, PiiReport]:
@@ -810,6 +856,7 @@ def redact_pii(ds: LoadedDataset, kinds: tuple[str, ...] | None = None, allow: t
         report = scan_pii(ds, kinds, allow, region=region, min_confidence=min_confidence)
     if not report.findings:
         return ds, report
+    report = _with_copies(ds, report)
     touched = sorted({f.row for f in report.findings})
     if action == "drop":
         return ds.with_frame(ds.frame.drop(index=ds.frame.index[touched])), report
@@ -828,3 +875,36 @@ def redact_pii(ds: LoadedDataset, kinds: tuple[str, ...] | None = None, allow: t
                 values[row] = _replace(v, by_place[(row, fld)], action, salt)
         frame[fld] = values
     return ds.with_frame(frame), report
+
+
+# --------------------------------------------------------------------------- secrets in configs and manifests
+
+#: Keys whose values are secrets: ``token``, ``hub_token``, ``api-key``, ``password``... (not ``max_new_tokens``).
+SECRET = re.compile(r"(?:^|[_-])(?:token|secret|password|passwd|pwd|api[_-]?key|access[_-]?key|auth|credentials?)$",
+                    re.I)
+#: ``password=x``, ``token: x``, ``api-key = x`` inside a string (a command line, a URL query, a source).
+SECRET_ASSIGNMENT = re.compile(r"(?<![A-Za-z0-9])((?:[A-Za-z0-9]+[_-])*(?:token|secret|password|passwd|pwd|api[_-]?key|access[_-]?key)\s*[=:]\s*)"
+                               r"(?!\*\*\*|\"\"|'')[^\s,;&]+", re.I)
+#: What the personal-data scanner finds that is a secret, not personal data.
+SECRET_KINDS = ("url_credentials", "private_key", "api_key", "password")
+#: What ``redact`` leaves where a secret was.
+REDACTED = ("***", "[CREDENTIALS]", "[PRIVATE_KEY]", "[API_KEY]", "[PASSWORD]")
+
+def redact_secrets(value, key: str = ""):
+    """``value`` with its secrets replaced, wherever they come from (a spec, ``-p``, the command line).
+
+    Values under secret-looking keys (token, password, api_key...) become ``***``; in strings, what the
+    personal-data scanner calls a secret (``SECRET_KINDS``: ``user:password@`` in URLs, private keys, API
+    key shapes, a value after ``password:``) becomes its tag, and ``password=x`` / ``token: x`` become
+    ``password=***`` / ``token: ***`` whatever the value looks like.
+    """
+    if isinstance(value, dict):
+        return {k: redact_secrets(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v, key) for v in value]
+    if key and SECRET.search(key) and value not in (None, ""):
+        return "***"
+    if isinstance(value, str):
+        value = redact_text(value, kinds=SECRET_KINDS)[0]
+        return SECRET_ASSIGNMENT.sub(r"\1***", value)
+    return value
