@@ -89,6 +89,9 @@ def test_headline_figures_of_a_classification_run(tmp_path):
     assert "full vs frozen probe on accuracy: +0.58 pp [-0.03, +1.20] (paired bootstrap, p=0.073; " \
            "not significant at this level; 57 wins, 39 losses)" in text
     assert f"report: {tmp_path / 'compare' / 'report.html'}" in text
+    # open-set data (compare.out_of_scope): in-scope accuracy and out-of-scope recall and precision too
+    metrics["compare"]["full"].update({"in_scope_accuracy": 0.912, "oos_recall": 0.33, "oos_precision": 0.8})
+    assert "in_scope_accuracy 91.20%, oos_recall 33.00%, oos_precision 80.00%" in "\n".join(_headline(metrics))
 
 
 def test_headline_warns_about_degenerate_answers():

@@ -247,6 +247,11 @@ def test_the_comparison_probe_takes_the_configured_c():
     model_set(ds, {}, train=ds, probe=True, fit=fit, probe_c=TrainConfig(probe_c=7.0).probe_c)
     model_set(ds, {}, train=ds, probe=True, fit=fit)
     assert asked == [7.0, 10.0]
+    import inspect
+
+    from workbench.probe import fit_probe
+    # the probe a comparison fits without a spec is the one LP-FT starts from: one default C
+    assert inspect.signature(fit_probe).parameters["C"].default == TrainConfig().probe_c
 
 
 # --------------------------------------------------------------------------- 7. data.max_train_rows

@@ -196,6 +196,9 @@ def _headline(metrics: dict, run_dir: Path | None = None) -> list[str]:
             low, high = values.get(f"{k}_low"), values.get(f"{k}_high")
             ci = f" [{_figure(k, low)}, {_figure(k, high)}]" if low is not None and high is not None else ""
             parts.append(f"{k} {_figure(k, values[k])}{ci}")
+        for k in ("in_scope_accuracy", "oos_recall", "oos_precision"):  # open-set data: compare.out_of_scope
+            if values.get(k) is not None:
+                parts.append(f"{k} {100 * values[k]:.2f}%")
         lines.append(f"    {model}: " + ", ".join(parts))
         if note := degeneracy_note(values, values.get("examples")):
             lines.append(f"      WARNING: {note}; read the answers before trusting these figures")

@@ -83,7 +83,7 @@ class Probe:
         return coef[index], intercept[index]
 
 
-def fit_probe(train: LoadedDataset, encoder: str = "minilm", C: float = 10.0, max_length: int = 64,
+def fit_probe(train: LoadedDataset, encoder: str = "minilm", C: float = 30.0, max_length: int = 64,
               max_iter: int = 2000, embeddings: np.ndarray | None = None) -> Probe:
     """Fit a multinomial logistic regression on the frozen, normalised embeddings of ``train``."""
     from sklearn.linear_model import LogisticRegression
