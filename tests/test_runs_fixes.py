@@ -321,6 +321,19 @@ def test_the_label_summary_counts_rows_after_cleaning_and_flags_imbalance():
     assert "WARNING" not in balanced.to_text()
 
 
+def test_labels_joined_from_several_say_the_workbench_is_single_label():
+    """A multi-label file (``billing;refund`` beside ``billing`` and ``refund``) is not read silently as classes."""
+    rows = [(f"text {i}", lab) for i, lab in enumerate(["billing", "refund", "billing;refund", "login"] * 6)]
+    text = data_report(pd.DataFrame(rows, columns=["text", "label"]), test=0.0, validation=0.0).to_text()
+    assert "WARNING       1 labels join others with ';' (e.g. 'billing;refund')" in text
+    assert "single-label classifiers" in text
+    plain = [(f"text {i}", lab) for i, lab in enumerate(["a/b testing", "billing", "refund"] * 6)]
+    assert "join others" not in data_report(pd.DataFrame(plain, columns=["text", "label"]), test=0.0,
+                                            validation=0.0).to_text()
+    with pytest.raises(DatasetError, match="single-label classifiers"):
+        load_dataset(pd.DataFrame({"text": ["a", "b"], "label": [["x", "y"], ["x"]]}))
+
+
 # --------------------------------------------------------------------------- 11. threads on a busy machine
 
 

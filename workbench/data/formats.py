@@ -171,7 +171,8 @@ def _check_label(value) -> tuple[object, tuple[str, str, str] | None]:
             return None, _blank_issue(value, "the field 'label'", "Give every record a label.")
         return normalize_label(value), None
     return None, ("wrong_type", f"'label' should be a class name or id but is {_type_name(value)} ({_short(value)}).",
-                  "One label per record; for several labels per text, make one record per label.")
+                  "One label per record: the workbench trains single-label classifiers (not multi-label). Keep "
+                  "the main label, or join the labels into one class name.")
 
 
 def _check_messages(value) -> tuple[list | None, tuple[str, str, str] | None]:

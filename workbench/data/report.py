@@ -32,6 +32,18 @@ IMBALANCE_WARN = 3.0
 EVAL_SPLITS = ("validation", "test")
 
 
+
+def joined_labels(counts: dict) -> tuple[str, list[str]] | None:
+    """``(separator, labels)`` when labels look like several labels joined (``billing;refund`` beside ``billing``
+    and ``refund``): a multi-label dataset read as single-label classes. None otherwise."""
+    names = [str(k) for k in counts]
+    known = set(names)
+    for sep in (";", "|", ",", "+", "/"):
+        joined = [n for n in names if sep in n and sum(part.strip() in known for part in n.split(sep)) >= 2]
+        if joined:
+            return sep, joined
+    return None
+
 @dataclass(frozen=True)
 class ProvidedSplit:
     """A validation or test split the source provides, and what cleaning and the overlap checks found.
@@ -164,6 +176,12 @@ class DataReport:
             if len(labels) == 1:
                 lines.append(f"WARNING       one class only ('{next(iter(labels))}'): a classifier needs at least two; "
                              "it would score accuracy 1.0 by always answering it. Check the label column.")
+            if joined := joined_labels(labels):
+                sep, names = joined
+                lines.append(f"WARNING       {len(names)} labels join others with '{sep}' (e.g. '{names[0]}'): several "
+                             "labels per text? The workbench trains single-label classifiers, so each combination is "
+                             "a class of its own. Keep one label per text (the main one), or accept the combinations "
+                             "as classes.")
             if self.label_imbalance() > IMBALANCE_WARN:
                 small, large = min(labels, key=labels.get), max(labels, key=labels.get)
                 lines.append(f"WARNING       imbalanced labels: '{large}' has {labels[large]} rows, '{small}' "
