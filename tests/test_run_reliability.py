@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -380,12 +381,79 @@ def test_a_full_disk_fails_with_a_message_then_resume_matches_an_uninterrupted_r
     assert status["status"] == "failed" and status["reason"].startswith("the disk is full")
     assert list_runs(tmp_path / "runs").iloc[0].status == "failed"
     cut = tmp_path / "runs" / "train" / "full" / "checkpoints" / f"checkpoint-{saves[-1]}"
-    assert not (cut / COMPLETE).exists()
+    assert not cut.exists()                                              # never resumable: its space given back
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", real)              # space again
     resumed = finetune(cfg)
     assert resumed.metrics["resumed_from"].endswith(f"checkpoint-{saves[-2]}")
-    assert f"checkpoint-{saves[-1]}" in resumed.metrics["discarded_checkpoints"]
     assert_same_weights(resumed.model_dir, uninterrupted.model_dir)
     lines = (tmp_path / "runs" / "train" / "full" / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(ln)["step"] for ln in lines if "loss" in json.loads(ln)] == list(range(1, STEPS + 1))
+
+
+def _tmpfs_unavailable() -> str | None:
+    """Why a test cannot mount a small tmpfs of its own (``unshare`` into a user and mount namespace), or None."""
+    if sys.platform != "linux" or not shutil.which("unshare"):
+        return "needs Linux and util-linux's unshare to mount a small tmpfs"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k none {d}"],
+                               capture_output=True, text=True)
+    if probe.returncode:
+        return f"this machine lets no test mount a tmpfs (unshare -rm: {probe.stderr.strip()[:120]})"
+    return None
+
+
+#: In a mount namespace of its own: a tmpfs too small for the run's second checkpoint is the runs folder;
+#: train until the disk is full, look at what is left, give the disk room, train again (resume).
+FULL_DISK = """
+mount -t tmpfs -o size=2200k none runs || exit 90
+"$PY" -m workbench.cli train full.yaml --quiet > out/first.log 2>&1; echo $? > out/first.rc
+cp -a runs/train/full out/left 2>/dev/null
+"$PY" -m workbench.cli runs --runs runs > out/runs.txt 2>&1
+mount -o remount,size=64m runs
+"$PY" -m workbench.cli train full.yaml --quiet > out/second.log 2>&1; echo $? > out/second.rc
+cp -a runs/train/full out/final
+"""
+
+
+@pytest.mark.skipif(bool(_tmpfs_unavailable()), reason=str(_tmpfs_unavailable()))
+def test_a_real_full_disk_fails_clearly_then_resume_matches_an_uninterrupted_run(tmp_path, base, uninterrupted):
+    """The same as above on a real filesystem that fills (a 2.2 MB tmpfs: one checkpoint of the tiny model is
+    1.4 MB), not a patched save: whatever write fails first, the run says the disk is full, and resumes exactly."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "full.yaml").write_text(yaml.safe_dump({**_spec(base), "name": "full"}))
+    env = {**os.environ, "PY": sys.executable, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", FULL_DISK], cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done
+    out = tmp_path / "out"
+    first = (out / "first.log").read_text()
+    assert (out / "first.rc").read_text().strip() == "1", first
+    assert "the disk is full" in first.lower() and "Traceback" not in first, first
+    status = json.loads((out / "left" / "status.json").read_text())
+    assert status["status"] == "failed" and "disk is full" in status["reason"].lower(), status
+    assert "failed" in (out / "runs.txt").read_text()
+    left = sorted((out / "left" / "checkpoints").glob("checkpoint-*"))
+    assert [c.name for c in left if (c / COMPLETE).exists()] == ["checkpoint-3"], left
+    second = (out / "second.log").read_text()
+    assert (out / "second.rc").read_text().strip() == "0", second
+    metrics = json.loads((out / "final" / "metrics.json").read_text())
+    assert metrics["resumed_from"].endswith("checkpoint-3")
+    assert metrics["eval_loss"] == pytest.approx(uninterrupted.metrics["eval_loss"], rel=1e-6)
+    assert_same_weights(out / "final" / "model", uninterrupted.model_dir)
+    steps = [e["step"] for e in load_log(out / "final") if "loss" in e]
+    assert steps == list(range(1, STEPS + 1))                            # nothing cut or repeated in the log
+
+
+def test_on_a_full_disk_the_last_status_is_written_in_the_blocks_status_json_has(tmp_path, monkeypatch):
+    """No room for a new file (the atomic write's temporary one): the final word still reaches status.json."""
+    write_status(tmp_path, "running")
+    monkeypatch.setattr(run_status, "atomic_write_json", lambda *a, **k: (_ for _ in ()).throw(FULL))
+    write_status(tmp_path, "failed", "the disk is full (no space left writing x). Free space there, then rerun.")
+    assert read_status(tmp_path)["status"] == "failed" and "disk is full" in read_status(tmp_path)["reason"]
+    with pytest.raises(OSError):                                         # too long for its blocks: not written
+        write_status(tmp_path, "failed", "x" * 10_000)
+    assert read_status(tmp_path)["status"] == "failed"

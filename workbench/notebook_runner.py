@@ -175,7 +175,7 @@ def _headline(message: str, limit: int = 400) -> str:
 
 def _reason(exc: BaseException, notebook: Path) -> str:
     name = type(exc).__name__
-    if disk_full(exc):
+    if disk_full(exc, notebook.parent):
         return f"{notebook.name}: {disk_full_message(exc, notebook.parent, then=RERUN)}"
     if name == "PapermillExecutionError":
         return f"{notebook.name}: cell {exc.exec_count}: {exc.ename}: {_headline(str(exc.evalue))}"
@@ -274,10 +274,10 @@ def run_experiment(cfg: ExperimentConfig, runs_root: str | Path = "runs", run_di
         if getattr(e, "recorded", False):  # Ctrl-C in a step: its handler wrote it
             raise
         stopped = isinstance(e, KeyboardInterrupt)
-        reason = STOPPED_BY_USER if stopped else disk_full_message(e, run_dir, then=RERUN) if disk_full(e) else (
+        reason = STOPPED_BY_USER if stopped else disk_full_message(e, run_dir, then=RERUN) if disk_full(e, run_dir) else (
             f"{type(e).__name__}: {_headline(str(e))}")
         _record(run_dir, STOPPED if stopped else FAILED, start, reason)
-        if disk_full(e):
+        if disk_full(e, run_dir):
             raise RunFailed(run_dir, reason) from None
         raise
 

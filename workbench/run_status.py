@@ -21,6 +21,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -49,6 +50,27 @@ def _write(folder: Path, data: dict) -> None:
         atomic_write_json(folder / "status.json", data)
     except FileNotFoundError:  # the folder was removed under us (a test's tmp dir, a user's rm -r)
         pass
+    except OSError as e:
+        if not (e.errno in (errno.ENOSPC, errno.EDQUOT) and _rewrite_in_place(folder / "status.json", data)):
+            raise
+
+
+def _rewrite_in_place(path: Path, data: dict) -> bool:
+    """On a full disk, where a new file cannot be made: overwrite ``path`` in the blocks it already has, when the
+    new status fits them (a status is a few hundred bytes in a 4 KB block), so a run never stays "running" because
+    the disk filled. Not atomic; only for this last word. Whether it was written."""
+    text = (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+    try:
+        if len(text) > path.stat().st_blocks * 512:
+            return False
+        with open(path, "r+b") as f:
+            f.write(text)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        return False
 
 
 def write_status(folder: str | Path, status: str, reason: str = "", **extra) -> dict:
@@ -159,12 +181,28 @@ def close_status(folder: str | Path, status: str, reason: str) -> bool:
     return True
 
 
-def disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is a full disk or an exhausted quota."""
+#: How torch.save reports a write the disk cut short: its zip writer checks positions, not errno.
+_SHORT_WRITE = ("unexpected pos", "failed writing file", "file write failed", "no space left")
+#: Below this much free space, a failed write is taken for a full disk.
+_NEARLY_FULL = 4 << 20
+
+
+def disk_full(exc: BaseException, where: str | Path | None = None) -> bool:
+    """Whether ``exc`` (or what caused it) is a full disk or an exhausted quota.
+
+    An ``OSError`` says so by its errno; torch's checkpoint writer raises a ``RuntimeError`` about positions
+    instead ("unexpected pos 158848 vs 158736"), taken for a full disk when ``where`` (the folder written to)
+    has under 4 MB free."""
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
+        if where is not None and isinstance(exc, (OSError, RuntimeError)) \
+                and any(s in str(exc).lower() for s in _SHORT_WRITE):
+            try:
+                return shutil.disk_usage(where).free < _NEARLY_FULL
+            except OSError:
+                return False
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
 

@@ -111,8 +111,8 @@ def write_status(run_dir: Path, status: str, reason: str = "", **extra) -> None:
 
 
 def _safe_status(run_dir: Path, status: str, reason: str, main: bool = True) -> None:
-    """Record how a run ended when it can; a disk too full for status.json leaves it running, read as died.
-    Only the main process of a launch writes (``main``)."""
+    """Record how a run ended when it can (on a full disk, in status.json's own blocks: ``write_status``); only
+    the main process of a launch writes (``main``)."""
     if not main:
         return
     try:
@@ -440,8 +440,11 @@ def run_training(
         _safe_status(run_dir, STOPPED, STOPPED_BY_USER, main)
         raise
     except Exception as e:
-        if disk_full(e):  # a checkpoint cut short has no COMPLETE marker: resuming takes the one before
+        if disk_full(e, run_dir):  # a checkpoint cut short has no COMPLETE marker: resuming takes the one before
             message = disk_full_message(e, run_dir)
+            if main:  # and it can never be resumed: its space goes back, for the status and the user's next step
+                for cut in (p for p in ckpt_dir.glob("checkpoint-*") if not (p / COMPLETE).exists()):
+                    shutil.rmtree(cut, ignore_errors=True)
             _safe_status(run_dir, FAILED, message, main)
             raise TrainingError(message) from None
         _safe_status(run_dir, FAILED, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", main)
