@@ -81,6 +81,21 @@ FOUND = [
     ("creds are bob:P@ssw0rd99 for now", "password", "bob:P@ssw0rd99"),
     ("user / pass: admin / hunter2!", "password", "hunter2!"),
     ("pw: s3cr3t!!", "password", "s3cr3t!!"),
+    # a blind probe's misses, in words of our own: more languages, digits after passcode/pincode, key names
+    ("it says my passcode 552019 is wrong", "password", "552019"),
+    ("mijn pincode 4410, niet delen", "password", "4410"),
+    ("hasło to Lato#2031pl dla konta", "password", "Lato#2031pl"),
+    ("lösenordet är Semla7kaka!", "password", "Semla7kaka!"),
+    ("a senha é Praia@2030 agora", "password", "Praia@2030"),
+    ("パスワードは fuji2031! です", "password", "fuji2031!"),
+    ("ci: DEPLOY_SECRET_KEY=pQ8/zzT2mN4vR7wX1yB6cD9eF0gH3jK5. Rotate it.", "api_key",
+     "pQ8/zzT2mN4vR7wX1yB6cD9eF0gH3jK5"),
+    ("the auth token 0f3a9b7c6d5e4f3a2b1c0d9e8f7a6b5c is shared", "api_key", "0f3a9b7c6d5e4f3a2b1c0d9e8f7a6b5c"),
+    ("session key ASIAQWERTY1234567890 expires", "api_key", "ASIAQWERTY1234567890"),
+    ("twilio SK0123456789abcdef0123456789abcdef here", "api_key", "SK0123456789abcdef0123456789abcdef"),
+    ("post to https://hooks.slack.com/services/T0ABC1234/B0DEF5678/aBcDeFgHiJkLmNoPqRsT now", "api_key",
+     "https://hooks.slack.com/services/T0ABC1234/B0DEF5678/aBcDeFgHiJkLmNoPqRsT"),
+    ("cache at redis://:S3cretCache@cache.internal:6379/1", "url_credentials", ":S3cretCache"),
 ]
 
 NOT_FOUND = [
@@ -105,6 +120,11 @@ NOT_FOUND = [
     "upgraded the server to 5.4.5.229 last night",      # "server" said, a version all the same
     "my password is expired",
     "the password is incorrect, please reset it",
+    "set API_KEY=YOUR_API_KEY_HERE in .env",            # templates, not keys
+    "stripe test key sk_live_xxxxxxxxxxxxxxxxxxxxxxxx goes here",
+    "export DB_PASSWORD=<your-password>",
+    "FEATURE_TOKEN=enabled for everyone",
+    "save it as icon@2x.png next to the others",        # a file name, not an address
 ]
 
 

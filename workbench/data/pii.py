@@ -173,36 +173,54 @@ def _regex_finder(pattern: re.Pattern, confidence: float) -> Callable:
     return find
 
 
-_URL_CREDENTIALS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://(?P<v>[^\s/:@]+:[^\s/@]+)@[^\s/]+")
+_URL_CREDENTIALS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://(?P<v>[^\s/:@]*:[^\s/@]+)@[^\s/]+")
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)")
 _API_KEY = re.compile(
-    r"(?<![\w-])(?:AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
+    r"(?<![\w-])(?:A(?:KIA|SIA)[0-9A-Z]{16}|SK[0-9a-f]{32}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
     r"|sk[-_](?:live[-_]|test[-_]|proj[-_])?[A-Za-z0-9_-]{16,}|[pr]k_(?:live|test)_[A-Za-z0-9]{16,}"
     r"|AIza[0-9A-Za-z_-]{35}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
     r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}|key-[0-9A-Za-z]{32}|glpat-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36}"
-    r"|hf_[A-Za-z0-9]{30,})(?![\w-])"
+    r"|hf_[A-Za-z0-9]{30,}|https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,})(?![\w-])"
+    # SECRET_ACCESS_KEY=..., DB_PASSWORD: ..., auth token <hex>: names that say the value is a secret
+    r"|\b[A-Z][A-Z0-9]*_(?:[A-Z0-9]+_)*(?:SECRET|TOKEN|PASSWORD|PASSWD|KEY)(?:_[A-Z0-9]+)*[ \t]*[=:][ \t]*[\"']?"
+    r"(?P<e>[^\s\"',;]{12,}?)[\"']?(?=[\s,;]|\.(?:\s|$)|$)"
+    r"|(?i:auth(?:entication)?[ _-]?token)[ \t]*[:=]?[ \t]*(?P<h>[0-9a-f]{32,})\b"
     r"|(?i:AccountKey|SharedAccessKey)=(?P<v>[A-Za-z0-9+/]{30,}={0,2})"
     r"|(?i:Authorization:\s*Bearer|Bearer)\s+(?P<b>[A-Za-z0-9._~+/-]{16,}=*)")
 
 
 def _find_api_keys(text: str, original: str, region: str, skip: Skip) -> Found:
     for m in _API_KEY.finditer(text):
-        for g in ("v", "b"):
+        if _filler(m.group(0)):
+            continue  # sk_live_xxxxxxxxxxxxxxxx: a template, not a key
+        for g in ("v", "b", "e", "h"):
             if m.group(g) is not None:
+                if g == "e" and (_secret_score(m.group(g), False) < 0.5 or _TEMPLATE.search(m.group(g))):
+                    break  # DEBUG_TOKEN=enabled, API_KEY=YOUR_API_KEY_HERE: not a secret
                 yield (*m.span(g), 0.9)
                 break
         else:
             yield (*m.span(), 0.95)
 
 
+def _filler(value: str) -> bool:
+    """A key written as a template: its random part one repeated letter (``sk_live_xxxxxxxx``)."""
+    tail = re.split(r"[=:_.-]", value)[-1]
+    return len(tail) >= 8 and len(set(tail.lower())) <= 2
+
+
+#: A value saying where a secret goes: YOUR_API_KEY_HERE, <token>, insert-key.
+_TEMPLATE = re.compile(r"(?i)^(?:your|my|insert|enter|put|replace|add)[_-]|[_-]here$|^<.*>$|^x{4,}")
+
+
 _PW_KEYWORD = (r"(?:passwor[dt]|passwd|pwd|pw|pass(?:code|phrase|wort)?|kennwort|mot\s+de\s+passe|mdp|contrase[ñn]a"
-               r"|clave|wachtwoord|secret|token|api[ _-]?key|access[ _-]?key|cred(?:ential)?s?|pin(?:\s*code)?|code\s+pin"
+               r"|clave|wachtwoord|has[łl]o|l[öo]senord(?:et)?|senha|adgangskode|salasana|secret|token|api[ _-]?key|access[ _-]?key|cred(?:ential)?s?|pin(?:\s*code)?|code\s+pin|パスワード"
                r"|(?:wi-?fi|wlan)[ \t]+(?:code|key)|(?:code|cl[ée])[ \t]+(?:wi-?fi|wlan))")
 _PASSWORD = re.compile(
-    r"(?i)\b(?P<k>" + _PW_KEYWORD + r")\b"
-    r"(?P<w>(?:[ \t]+(?!(?:is|was|est|es|è|ist|lautet|=)\b)[^\s:=.!?;,/]{1,20}){0,6}?)"
-    r"(?:[ \t]*(?:[:=](?!//)|(?:is(?:[ \t]+now)?|was|est|es|è|ist|lautet|are)\b)[ \t]*[:=]?|[ \t]*\([^)\n]{1,30}\)[ \t]*[:=]"
-    r"|(?<=pass)[ \t]+(?=\S*[\d\W])|(?<=pw)[ \t]+(?=\S*[\d\W])|(?:(?<=pin)|(?<=pin code))[ \t]+(?=\d))[ \t]*"
+    r"(?i)\b(?P<k>" + _PW_KEYWORD + r")(?:\b|(?<=ド))"
+    r"(?P<w>(?:[ \t]+(?!(?:is|was|est|es|è|é|är|ist|lautet|=)\b)[^\s:=.!?;,/]{1,20}){0,6}?)"
+    r"(?:[ \t]*(?:[:=](?!//)|(?:is(?:[ \t]+now)?|was|est|es|è|é|är|ist|lautet|are|(?<=has[łl]o )to)\b|(?<=ド)は)[ \t]*[:=]?|[ \t]*\([^)\n]{1,30}\)[ \t]*[:=]"
+    r"|(?<=pass)[ \t]+(?=\S*[\d\W])|(?<=pw)[ \t]+(?=\S*[\d\W])|(?:(?<=pin)|(?<=pin code)|(?<=pincode)|(?<=passcode))[ \t]+(?=\d))[ \t]*"
     r"[\"'`]?(?P<v>[^\s\"'`,;]+?)[\"'`]?[.,;)]?(?=\s|$)")
 _PAIR = re.compile(  # user / pass admin / S3cret!, credentials: admin/S3cret!, login admin pass S3cret!
     r"(?i)\b(?:user(?:name)?\s*/\s*pass(?:word)?|login\s*/\s*pass(?:word)?|credentials?)\s*[:=]?\s*"
@@ -215,7 +233,8 @@ _PLACEHOLDER = re.compile(r"(?i)^(?:[*•·x#._-]+|\[.*\]?|<.*>?|\(.*\)?|\{.*\}?
 
 def _secret_score(value: str, pin_keyword: bool) -> float:
     core = value.rstrip(".,;:!?)")
-    if _PLACEHOLDER.match(core) or len(set(core)) <= 2 or core.startswith("//") or "://" in core:
+    if _PLACEHOLDER.match(core) or _TEMPLATE.search(core) or len(set(core)) <= 2 or core.startswith("//") \
+            or "://" in core:
         return 0.0
     if core.isdigit():
         return 0.85 if pin_keyword and 4 <= len(core) <= 8 else (0.6 if len(core) >= 6 else 0.0)
@@ -255,7 +274,7 @@ def _find_passwords(text: str, original: str, region: str, skip: Skip) -> Found:
             yield (*m.span("v"), score)
 
 
-_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*\.[^\W\d_]{2,}(?![\w-])")
+_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*\.(?!(?i:png|jpe?g|gif|svg|webp|ico|bmp|tiff?|css|js|ts|map|pdf|zip)\b)[^\W\d_]{2,}(?![\w-])")
 
 
 def _find_emails(text: str, original: str, region: str, skip: Skip) -> Found:
