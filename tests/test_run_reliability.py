@@ -418,7 +418,10 @@ cp -a runs/train/full out/final
 """
 
 
-@pytest.mark.skipif(bool(_tmpfs_unavailable()), reason=str(_tmpfs_unavailable()))
+NO_TMPFS = _tmpfs_unavailable()
+
+
+@pytest.mark.skipif(bool(NO_TMPFS), reason=str(NO_TMPFS))
 def test_a_real_full_disk_fails_clearly_then_resume_matches_an_uninterrupted_run(tmp_path, base, uninterrupted):
     """The same as above on a real filesystem that fills (a 2.2 MB tmpfs: one checkpoint of the tiny model is
     1.4 MB), not a patched save: whatever write fails first, the run says the disk is full, and resumes exactly."""
