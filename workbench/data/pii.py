@@ -919,6 +919,7 @@ SECRET_KINDS = ("url_credentials", "private_key", "api_key", "password")
 #: What ``redact`` leaves where a secret was.
 REDACTED = ("***", "[CREDENTIALS]", "[PRIVATE_KEY]", "[API_KEY]", "[PASSWORD]")
 
+
 def redact_secrets(value, key: str = ""):
     """``value`` with its secrets replaced, wherever they come from (a spec, ``-p``, the command line).
 

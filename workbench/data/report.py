@@ -32,7 +32,6 @@ IMBALANCE_WARN = 3.0
 EVAL_SPLITS = ("validation", "test")
 
 
-
 def joined_labels(counts: dict) -> tuple[str, list[str]] | None:
     """``(separator, labels)`` when labels look like several labels joined (``billing;refund`` beside ``billing``
     and ``refund``): a multi-label dataset read as single-label classes. None otherwise."""
@@ -43,6 +42,7 @@ def joined_labels(counts: dict) -> tuple[str, list[str]] | None:
         if joined:
             return sep, joined
     return None
+
 
 @dataclass(frozen=True)
 class ProvidedSplit:
